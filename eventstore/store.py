@@ -1,0 +1,294 @@
+"""The PostgreSQL event store: append with group commit, read, subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import asyncpg
+import structlog
+
+from core.codec import EncodedAppend, encode_append
+from core.errors import AppendOutcomeUnknown, InvalidInput, StoreClosed
+from core.events import (
+    AppendResult,
+    ExpectedVersion,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    check_stream_id,
+)
+from core.settings import Settings
+from eventstore.group_commit import GroupCommit, Pending
+from eventstore.migrate import check_at_head
+from eventstore.outcomes import Outcome, expected_code, results
+from eventstore.pg import create_pool, is_connection_error, translate
+from eventstore.reads import LogFilter, read_all_sql, read_stream_sql
+from eventstore.wakeup import Listener, Wakeup
+
+__all__ = ["EventStore"]
+
+log = structlog.get_logger(__name__)
+
+_APPEND = (
+    "SELECT outcome, version, first_position, last_position, detail FROM chronicle_append("
+    "$1::text[], $2::int[], $3::text[], $4::int[], $5::int[], $6::uuid[], $7::text[], "
+    "$8::smallint[], $9::jsonb[], $10::jsonb[])"
+)
+
+
+class EventStore:
+    """Chronicle's event log on PostgreSQL. Create with ``await EventStore.connect(url)``."""
+
+    def __init__(self, pool: asyncpg.Pool, database_url: str, settings: Settings) -> None:
+        self._pool = pool
+        self._settings = settings
+        self._wakeup = Wakeup()
+        self._listener = Listener(database_url, self._wakeup)
+        self._commit = GroupCommit(self._flush, settings.max_batch_events)
+        self._closed = False
+
+    @classmethod
+    async def connect(
+        cls, database_url: str, settings: Settings | None = None, *, check_schema: bool = True
+    ) -> EventStore:
+        settings = settings or Settings()
+        pool = await create_pool(database_url, settings.pool_size)
+        if check_schema:
+            try:
+                async with pool.acquire() as conn:
+                    await check_at_head(conn)
+            except BaseException:
+                await pool.close()
+                raise
+        return cls(pool, database_url, settings)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Write what is queued, end every subscription, release the connections."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._commit.close()
+        self._wakeup.notify()
+        await self._listener.close()
+        try:
+            await asyncio.wait_for(self._pool.close(), 10)
+        except TimeoutError:
+            self._pool.terminate()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | ExpectedVersion = ExpectedVersion.ANY,
+    ) -> AppendResult:
+        """Append events to one stream atomically if it is at ``expected_version``.
+
+        Raises WrongExpectedVersion on a conflict and stores nothing. Retrying the same events
+        (same ids) after any failure is safe: an append that did commit returns its result.
+        """
+        encoded = encode_append(stream_id, events, expected_version, self._settings.max_event_bytes)
+        return (await self._submit((encoded,)))[0]
+
+    async def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: all commit, or none does."""
+        if not appends:
+            raise InvalidInput("append_multi needs at least one StreamAppend")
+        encoded = tuple(
+            encode_append(a.stream_id, a.events, a.expected_version, self._settings.max_event_bytes)
+            for a in appends
+        )
+        if len({a.stream_id for a in encoded}) != len(encoded):
+            raise InvalidInput("append_multi names a stream twice; merge its events into one StreamAppend")
+        if len({e.event_id for a in encoded for e in a.events}) != sum(len(a.events) for a in encoded):
+            raise InvalidInput("append_multi carries an event id twice")
+        return await self._submit(encoded)
+
+    async def _submit(self, appends: tuple[EncodedAppend, ...]) -> list[AppendResult]:
+        if self._closed:
+            raise StoreClosed("the event store is closed")
+        outcomes = await self._commit.submit(appends)
+        return results(appends, outcomes)
+
+    async def _flush(self, batch: list[Pending]) -> None:
+        try:
+            conn = await self._pool.acquire()
+        except Exception as exc:
+            error = translate(exc, "append")
+            for pending in batch:
+                _fail(pending, error, exc)
+            return
+        try:
+            rows = await conn.fetch(_APPEND, *_append_args(batch))
+        except Exception as exc:
+            await self._flush_failed(batch, exc)
+            return
+        finally:
+            await self._pool.release(conn)
+        start = 0
+        for pending in batch:
+            end = start + len(pending.appends)
+            if not pending.future.done():
+                pending.future.set_result([Outcome(*row) for row in rows[start:end]])
+            start = end
+        self._wakeup.notify()
+
+    async def _flush_failed(self, batch: list[Pending], exc: Exception) -> None:
+        if is_connection_error(exc):
+            # The connection died with the call in flight: the transaction may have committed.
+            error: Exception = AppendOutcomeUnknown(
+                f"append: the connection failed during the append ({exc}); "
+                "retry with the same events: a committed append returns its original result"
+            )
+            for pending in batch:
+                _fail(pending, error, exc)
+        elif len(batch) > 1:
+            # Something in one request made the database refuse the whole batch. Writing each
+            # request on its own fails only the request at fault.
+            log.warning("append.batch_refused", error=str(exc), batch=len(batch))
+            for pending in batch:
+                await self._flush([pending])
+        else:
+            _fail(batch[0], translate(exc, "append"), exc)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = 1,
+        to_version: int | None = None,
+        backwards: bool = False,
+    ) -> list[RecordedEvent]:
+        """The stream's events with from_version <= version <= to_version (both inclusive).
+
+        Backwards reads start at to_version (or the end) and go down to from_version. A stream
+        that does not exist reads as an empty list.
+        """
+        check_stream_id(stream_id)
+        rows = await self._fetch(read_stream_sql(backwards), stream_id, from_version, to_version or 2**31 - 1)
+        return [RecordedEvent(*row) for row in rows]
+
+    async def read_all(
+        self,
+        from_position: int = 0,
+        to_position: int | None = None,
+        *,
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        tenant_id: str | None = None,
+        page_size: int = 5000,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every committed event with from_position <= position <= to_position, in order."""
+        flt = LogFilter.of(categories, types, tenant_id)
+        last = to_position if to_position is not None else 2**63 - 1
+        position = from_position
+        while position <= last:
+            page = await self._page(flt, position, last, page_size)
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            position = page[-1].global_position + 1
+
+    async def subscribe(
+        self,
+        from_position: int = 0,
+        *,
+        categories: Sequence[str] | None = None,
+        types: Sequence[str] | None = None,
+        tenant_id: str | None = None,
+        page_size: int = 5000,
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every event from ``from_position`` on: first those stored, then each new one.
+
+        Gap safety comes from the append function's lock (see chronicle_append): every
+        snapshot sees a prefix of the log, so reading on from the last position seen never
+        misses an event. The iterator ends when the store closes.
+        """
+        flt = LogFilter.of(categories, types, tenant_id)
+        position = from_position
+        await self._listener.ensure()
+        while not self._closed:
+            seen = self._wakeup.generation
+            page = await self._page(flt, position, 2**63 - 1, page_size)
+            for event in page:
+                yield event
+                position = event.global_position + 1
+            if len(page) < page_size and not self._closed:
+                await self._wakeup.wait(seen, self._settings.poll_interval)
+                await self._listener.ensure()
+
+    async def _page(self, flt: LogFilter, first: int, last: int, limit: int) -> list[RecordedEvent]:
+        sql, args = read_all_sql(flt, first, last, limit)
+        try:
+            rows = await self._fetch(sql, *args)
+        except StoreClosed:
+            return []
+        return [RecordedEvent(*row) for row in rows]
+
+    async def stream_version(self, stream_id: str) -> int:
+        """The stream's current version; 0 when it does not exist."""
+        check_stream_id(stream_id)
+        rows = await self._fetch("SELECT version FROM streams WHERE stream_id = $1", stream_id)
+        return int(rows[0][0]) if rows else 0
+
+    async def head_position(self) -> int:
+        """The highest committed global position (0 for an empty log)."""
+        rows = await self._fetch("SELECT coalesce(max(global_position), 0) FROM events")
+        return int(rows[0][0])
+
+    async def _fetch(self, sql: str, *args: Any) -> list[Any]:
+        if self._closed:
+            raise StoreClosed("the event store is closed")
+        try:
+            return list(await self._pool.fetch(sql, *args))
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            if self._closed:
+                raise StoreClosed("the event store is closed") from exc
+            raise translate(exc, "read") from exc
+
+
+def _fail(pending: Pending, error: Exception, cause: BaseException) -> None:
+    error.__cause__ = cause
+    if not pending.future.done():
+        pending.future.set_exception(error)
+
+
+def _append_args(batch: list[Pending]) -> tuple[list[Any], ...]:
+    streams: list[str] = []
+    expected: list[int] = []
+    tenants: list[str | None] = []
+    groups: list[int] = []
+    counts: list[int] = []
+    ids: list[Any] = []
+    types: list[str] = []
+    versions: list[int] = []
+    data: list[bytes] = []
+    metadata: list[bytes] = []
+    for group, pending in enumerate(batch):
+        for append in pending.appends:
+            streams.append(append.stream_id)
+            expected.append(expected_code(append.expected_version))
+            tenants.append(append.tenant_id)
+            groups.append(group)
+            counts.append(len(append.events))
+            for event in append.events:
+                ids.append(event.event_id)
+                types.append(event.type)
+                versions.append(event.schema_version)
+                data.append(event.data)
+                metadata.append(event.metadata)
+    return streams, expected, tenants, groups, counts, ids, types, versions, data, metadata

@@ -1,0 +1,1 @@
+"""Read models, subscriptions with checkpoints, audit and time travel (built on eventstore)."""
