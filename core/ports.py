@@ -1,0 +1,58 @@
+"""The ports the outer packages implement. Code in core talks to I/O only through these."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+from core.events import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
+
+__all__ = ["EventLog"]
+
+
+class EventLog(Protocol):
+    """What eventstore.EventStore and eventstore.InMemoryEventStore both provide."""
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | ExpectedVersion = ...,
+    ) -> AppendResult: ...
+
+    async def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]: ...
+
+    async def read_stream(
+        self,
+        stream_id: str,
+        from_version: int = ...,
+        to_version: int | None = ...,
+        backwards: bool = ...,
+    ) -> list[RecordedEvent]: ...
+
+    def read_all(
+        self,
+        from_position: int = ...,
+        to_position: int | None = ...,
+        *,
+        categories: Sequence[str] | None = ...,
+        types: Sequence[str] | None = ...,
+        tenant_id: str | None = ...,
+        page_size: int = ...,
+    ) -> AsyncIterator[RecordedEvent]: ...
+
+    def subscribe(
+        self,
+        from_position: int = ...,
+        *,
+        categories: Sequence[str] | None = ...,
+        types: Sequence[str] | None = ...,
+        tenant_id: str | None = ...,
+        page_size: int = ...,
+    ) -> AsyncIterator[RecordedEvent]: ...
+
+    async def stream_version(self, stream_id: str) -> int: ...
+
+    async def head_position(self) -> int: ...
+
+    async def close(self) -> None: ...
