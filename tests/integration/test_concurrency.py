@@ -16,6 +16,8 @@ from eventstore import EventStore, NewEvent, RecordedEvent
 
 pytestmark = pytest.mark.integration
 
+APPEND_RAW = "SELECT * FROM chronicle_append($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb[], $10::jsonb[])"
+
 
 async def test_racing_writers_get_exactly_one_winner_per_version(new_database: Callable[[], str]) -> None:
     """32 writers on 8 streams with expected versions: one winner per version, contiguous, no loss."""
@@ -39,7 +41,7 @@ async def test_racing_writers_get_exactly_one_winner_per_version(new_database: C
             try:
                 result = await store.append(s, [event], version)
             except WrongExpectedVersion as exc:
-                assert exc.actual > version
+                assert exc.actual > version  # noqa: PT017 - the race itself is under test
                 conflicts += 1
                 lost.append(event.id)
                 continue
@@ -79,7 +81,7 @@ async def test_writer_waits_behind_an_open_append_so_order_matches_commit_order(
         tx = slow.transaction()
         await tx.start()
         row = await slow.fetchrow(
-            "SELECT * FROM chronicle_append($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb[], $10::jsonb[])",
+            APPEND_RAW,
             ["slow-1"],
             [-1],
             [None],
@@ -135,7 +137,7 @@ async def test_tailing_reader_never_skips_an_event(new_database: Callable[[], st
                 tx = conn.transaction()
                 await tx.start()
                 await conn.fetch(
-                    "SELECT * FROM chronicle_append($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb[], $10::jsonb[])",
+                    APPEND_RAW,
                     ["doomed-1"],
                     [-1],
                     [None],
