@@ -1,0 +1,52 @@
+"""The shape every aggregate shares: pure ``decide`` and ``evolve`` plus what snapshots need.
+
+An aggregate is a value, never an object with methods that write: ``decide(command, state)``
+returns the events a command produces (or raises a CommandRefused), ``evolve(state, event)``
+returns the next state. Both are pure, so replaying the same events always yields the same
+state, and time travel is a fold over a prefix of the stream.
+
+``evolve`` applies facts: it does not re-check the transition, because an event in the log has
+already happened and replay must reproduce it even if today's rules would refuse it.
+
+States are frozen and JSON-ready (``state_to_json`` / ``state_from_json``) so a snapshot can
+store one. ``state_schema_version`` must go up whenever the state's shape or the meaning of
+``evolve`` changes; a snapshot taken under another version is ignored and the stream replayed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Generic, TypeVar
+
+from core.domain.contracts import DomainEvent, UnknownEvent
+
+__all__ = ["Decider"]
+
+C = TypeVar("C")
+S = TypeVar("S")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decider(Generic[C, S]):
+    """One aggregate's decider: its stream category, initial state and pure functions."""
+
+    category: str
+    initial_state: S
+    decide: Callable[[C, S], Sequence[DomainEvent]]
+    evolve: Callable[[S, DomainEvent | UnknownEvent], S]
+    state_schema_version: int
+    state_to_json: Callable[[S], dict[str, Any]]
+    state_from_json: Callable[[Mapping[str, Any]], S]
+
+    def stream_id(self, aggregate_id: str) -> str:
+        """The stream that holds the aggregate ``aggregate_id``: ``<category>-<id>``."""
+        return f"{self.category}-{aggregate_id}"
+
+    def fold(self, events: Iterable[DomainEvent | UnknownEvent], state: S | None = None) -> S:
+        """The state after applying ``events`` in order to ``state`` (default: the initial state)."""
+        current = self.initial_state if state is None else state
+        evolve = self.evolve
+        for event in events:
+            current = evolve(current, event)
+        return current

@@ -1,0 +1,15 @@
+"""The registry of every domain event Chronicle reads and writes, with its upcasters."""
+
+from __future__ import annotations
+
+from core.domain.agent.events import AGENT_EVENTS, AGENT_UPCASTERS
+from core.domain.contracts import EventRegistry
+from core.domain.conversation.events import CONVERSATION_EVENTS, CONVERSATION_UPCASTERS
+from core.domain.task.events import TASK_EVENTS, TASK_UPCASTERS
+
+__all__ = ["DOMAIN_EVENTS"]
+
+DOMAIN_EVENTS = EventRegistry(
+    [*AGENT_EVENTS, *TASK_EVENTS, *CONVERSATION_EVENTS],
+    [*AGENT_UPCASTERS, *TASK_UPCASTERS, *CONVERSATION_UPCASTERS],
+)

@@ -1,0 +1,218 @@
+"""Task commands. Each checks its own shape when built; the decider checks it against the state.
+
+Every command carries ``at``, the time the caller observed: deciders never read a clock, so a
+decision replays the same way in a test, a retry or a time-travel session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from core.domain.errors import InvalidCommand
+from core.domain.task.events import Priority
+from core.domain.validation import check_aware, check_id, check_text
+
+__all__ = [
+    "AssignTask",
+    "CancelTask",
+    "CompleteTask",
+    "DeadLetterTask",
+    "FailTask",
+    "RenewTaskLease",
+    "ReportTaskProgress",
+    "RequeueTask",
+    "ScheduleTaskRetry",
+    "StartTask",
+    "SubmitTask",
+    "TaskCommand",
+    "TimeOutTask",
+]
+
+
+def _check_base(command: object, task_id: str, at: datetime) -> None:
+    name = type(command).__name__
+    check_id(name, "task_id", task_id)
+    check_aware(name, "at", at)
+
+
+def _check_token(command: object, token: int) -> None:
+    if not isinstance(token, int) or isinstance(token, bool) or token < 1:
+        raise InvalidCommand(type(command).__name__, f"fencing_token must be an int >= 1, got {token!r}")
+
+
+def _check_lease(command: object, lease_expires_at: datetime, at: datetime) -> None:
+    name = type(command).__name__
+    check_aware(name, "lease_expires_at", lease_expires_at)
+    if lease_expires_at <= at:
+        raise InvalidCommand(name, "lease_expires_at must be later than at")
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitTask:
+    task_id: str
+    handler: str
+    at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    queue: str = "default"
+    priority: Priority = Priority.NORMAL
+    max_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        check_text("SubmitTask", "handler", self.handler)
+        check_text("SubmitTask", "queue", self.queue)
+        if not isinstance(self.priority, Priority):
+            raise InvalidCommand("SubmitTask", f"priority must be a Priority, got {self.priority!r}")
+        if not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            raise InvalidCommand("SubmitTask", "max_attempts must be an int >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class AssignTask:
+    task_id: str
+    assignee: str
+    lease_expires_at: datetime
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        check_text("AssignTask", "assignee", self.assignee)
+        _check_lease(self, self.lease_expires_at, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class StartTask:
+    task_id: str
+    fencing_token: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        _check_token(self, self.fencing_token)
+
+
+@dataclass(frozen=True, slots=True)
+class RenewTaskLease:
+    task_id: str
+    fencing_token: int
+    lease_expires_at: datetime
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        _check_token(self, self.fencing_token)
+        _check_lease(self, self.lease_expires_at, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportTaskProgress:
+    task_id: str
+    fencing_token: int
+    percent: float
+    at: datetime
+    note: str = ""
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        _check_token(self, self.fencing_token)
+        if not isinstance(self.percent, int | float) or not 0.0 <= self.percent <= 100.0:
+            raise InvalidCommand("ReportTaskProgress", f"percent must be in 0..100, got {self.percent!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CompleteTask:
+    task_id: str
+    fencing_token: int
+    at: datetime
+    result: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        _check_token(self, self.fencing_token)
+
+
+@dataclass(frozen=True, slots=True)
+class FailTask:
+    task_id: str
+    fencing_token: int
+    error: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        _check_token(self, self.fencing_token)
+        check_text("FailTask", "error", self.error)
+
+
+@dataclass(frozen=True, slots=True)
+class TimeOutTask:
+    """Sent by the lease reaper, which holds no token: the lease expiry alone decides."""
+
+    task_id: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleTaskRetry:
+    task_id: str
+    not_before: datetime
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        check_aware("ScheduleTaskRetry", "not_before", self.not_before)
+        if self.not_before < self.at:
+            raise InvalidCommand("ScheduleTaskRetry", "not_before must not be earlier than at")
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTask:
+    task_id: str
+    reason: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        check_text("CancelTask", "reason", self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterTask:
+    task_id: str
+    reason: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        check_text("DeadLetterTask", "reason", self.reason)
+
+
+@dataclass(frozen=True, slots=True)
+class RequeueTask:
+    task_id: str
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+
+
+TaskCommand = (
+    SubmitTask
+    | AssignTask
+    | StartTask
+    | RenewTaskLease
+    | ReportTaskProgress
+    | CompleteTask
+    | FailTask
+    | TimeOutTask
+    | ScheduleTaskRetry
+    | CancelTask
+    | DeadLetterTask
+    | RequeueTask
+)
