@@ -7,6 +7,7 @@ bad event fails only its own append and never reaches the database.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,9 @@ from core.events import NewEvent, Version, check_event_type, check_expected_vers
 
 __all__ = ["EncodedAppend", "EncodedEvent", "encode_append", "encode_json"]
 
-_MAX_TENANT = 128
+# Tenant ids name row-level-security partitions and appear in the hash chain's canonical
+# bytes, so they are kept to a plain alphabet.
+_TENANT = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +80,9 @@ def _tenant_of(event: NewEvent) -> str | None:
     tenant = event.metadata.get("tenant_id")
     if tenant is None:
         return None
-    if not isinstance(tenant, str) or not tenant or len(tenant) > _MAX_TENANT or "\x00" in tenant:
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
         raise InvalidInput(
-            f"event {event.type!r}: metadata.tenant_id must be a non-empty str of at most "
-            f"{_MAX_TENANT} characters, got {tenant!r}"
+            f"event {event.type!r}: metadata.tenant_id must be 1-128 letters, digits or _.:@-, got {tenant!r}"
         )
     return tenant
 
