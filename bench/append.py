@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import orjson
 
 from bench.common import drop_database, fresh_database, machine, summary
@@ -48,7 +47,8 @@ INSERT_MANY = (
 )
 READ_PAGE = (
     "SELECT event_id, stream_id, stream_version, global_position, event_type, schema_version, data, "
-    "metadata, tenant_id, recorded_at FROM events WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
+    "metadata, tenant_id, recorded_at FROM events "
+    "WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
 )
 HASH = bytes(32)
 
@@ -256,12 +256,15 @@ async def read_stream_pair(url: str, store: EventStore, rounds: int) -> dict[str
             decoded_ms.append((t3 - t2) * 1000)
     finally:
         await conn.close()
-    med = lambda xs: round(sorted(xs)[len(xs) // 2], 2)  # noqa: E731
     return {
-        "raw_p50_ms": med(raw_ms),
-        "chronicle_p50_ms": med(our_ms),
-        "chronicle_decoded_p50_ms": med(decoded_ms),
+        "raw_p50_ms": _median(raw_ms),
+        "chronicle_p50_ms": _median(our_ms),
+        "chronicle_decoded_p50_ms": _median(decoded_ms),
     }
+
+
+def _median(values: list[float]) -> float:
+    return round(sorted(values)[len(values) // 2], 2)
 
 
 def _targets(r: dict[str, Any]) -> list[dict[str, Any]]:

