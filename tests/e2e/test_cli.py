@@ -1,0 +1,131 @@
+"""The `chronicle` command line, run as a user runs it: a subprocess with CHRONICLE_* settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+import pytest
+
+from eventstore import EventStore
+
+pytestmark = pytest.mark.integration
+
+
+def chronicle(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", "from api.cli import app; app()", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"chronicle {' '.join(args)} failed:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def cli_env(new_database: Callable[[], str], redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path / "data"),
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
+
+
+def test_demo_prints_the_events_it_wrote(cli_env: dict[str, str]) -> None:
+    """`chronicle demo` appends agent, task and conversation events and prints them back."""
+    out = chronicle("demo", env=cli_env).stdout
+    for word in ("AgentRegistered", "TaskAssigned", "MessageDelivered", "8 events appended"):
+        assert word in out
+
+
+def test_export_then_import_moves_every_event(
+    cli_env: dict[str, str], new_database: Callable[[], str], tmp_path: Path
+) -> None:
+    """Exported JSON Lines import into another database with the same streams, types and data."""
+    chronicle("demo", env=cli_env)
+    dump = tmp_path / "log.jsonl"
+    chronicle("export", "--out", str(dump), env=cli_env)
+    exported = [orjson.loads(line) for line in dump.read_text().splitlines()]
+    assert len(exported) == 8
+    target = {**cli_env, "CHRONICLE_DATABASE_URL": new_database()}
+    assert "8 imported, 0 already stored" in chronicle("import", str(dump), env=target).stdout
+    assert "0 imported, 8 already stored" in chronicle("import", str(dump), env=target).stdout
+    copy = tmp_path / "copy.jsonl"
+    chronicle("export", "--out", str(copy), env=target)
+    imported = [orjson.loads(line) for line in copy.read_text().splitlines()]
+    fields = ("event_id", "stream_id", "stream_version", "type", "data", "metadata", "tenant_id")
+    assert sorted(tuple(str(e[f]) for f in fields) for e in imported) == sorted(
+        tuple(str(e[f]) for f in fields) for e in exported
+    )
+
+
+async def test_import_without_ids_is_idempotent_and_chained(cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A file without event ids imports once, even when imported twice, with a valid hash chain."""
+    lines = [
+        {"stream_id": f"task-{i % 3}", "type": "Imported", "data": {"i": i}, "metadata": {"tenant_id": "t"}}
+        for i in range(30)
+    ]
+    path = tmp_path / "in.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    chronicle("import", str(path), env=cli_env)
+    chronicle("import", str(path), env=cli_env)
+    async with await EventStore.connect(cli_env["CHRONICLE_DATABASE_URL"]) as store:
+        events = await store.read_stream("task-1")
+        assert [e.data["i"] for e in events] == list(range(1, 30, 3))
+        assert await store.head_position() == 30
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("not json", "line 2:"),
+        ('{"type": "T", "data": {}}', "line 2: missing field 'stream_id'"),
+        ('{"stream_id": "bad id", "type": "T"}', "line 2: invalid stream id"),
+        ('{"stream_id": "task-1", "type": "T", "data": {"x": NaN}}', "line 2:"),
+    ],
+)
+def test_bad_import_line_is_named_and_nothing_is_written(
+    cli_env: dict[str, str], tmp_path: Path, line: str, message: str
+) -> None:
+    """A bad line gives one error line naming it, exit status 2, and writes nothing at all."""
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"stream_id": "task-1", "type": "T", "data": {}}\n' + line + "\n")
+    result = chronicle("import", str(path), env=cli_env, check=False)
+    assert result.returncode == 2
+    error_lines = [x for x in result.stderr.splitlines() if x.startswith("chronicle: error:")]
+    assert len(error_lines) == 1
+    assert message in error_lines[0]
+    assert "0 events" in chronicle("export", "--out", str(tmp_path / "x.jsonl"), env=cli_env).stderr
+
+
+def test_unreachable_database_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    """A database that cannot be reached gives one error line and a non-zero exit, no traceback."""
+    env = {
+        "CHRONICLE_DATABASE_URL": "postgresql://x@127.0.0.1:1/none",
+        "CHRONICLE_REDIS_URL": "redis://127.0.0.1:1",
+        "CHRONICLE_DATA_DIR": str(tmp_path),
+    }
+    result = chronicle("export", env=env, check=False)
+    assert result.returncode == 1
+    assert "chronicle: error:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bench_append_prints_every_figure(cli_env: dict[str, str]) -> None:
+    """`chronicle bench append --json` prints ceilings, Chronicle's figures and every target."""
+    out = chronicle("bench", "append", "--json", "--duration", "0.3", "--events", "20000", env=cli_env).stdout
+    result = json.loads(out)
+    assert {"copy", "single_1", "single_8", "single_32", "hundred"} <= result["ceiling"].keys()
+    assert {"single_1", "single_8", "single_32", "hundred"} <= result["chronicle"].keys()
+    assert result["chronicle"]["single_32"]["events_per_s"] > 0
+    assert len(result["targets"]) == 5
+    assert result["machine"]["postgres"]["fsync"] == "on"
