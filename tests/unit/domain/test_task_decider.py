@@ -335,6 +335,19 @@ def test_every_holder_write_checks_the_fencing_token(command: object) -> None:
     task().given(reassigned).when(command).then_raises(StaleFencingToken, given=1, current=2)
 
 
+def test_a_fenced_off_worker_learns_it_was_fenced_off_whatever_the_status() -> None:
+    """An old token is refused as stale even after the newer attempt ended, not as an illegal transition."""
+    newer_attempt_failed = [
+        *TIMED_OUT,
+        TaskRetryScheduled(ID, 2, LEASE, LEASE),
+        TaskAssigned(ID, "w2", 2, 2, LATER, LEASE),
+        TaskFailed(ID, 2, "boom", LEASE),
+    ]
+    task().given(newer_attempt_failed).when(CompleteTask(ID, 1, LATER)).then_raises(
+        StaleFencingToken, given=1, current=2
+    )
+
+
 def test_a_token_never_issued_is_refused() -> None:
     """A write carrying a token larger than any issued is refused as not the current token."""
     task().given(RUNNING).when(CompleteTask(ID, 2, T0)).then_raises(StaleFencingToken, given=2, current=1)
