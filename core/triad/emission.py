@@ -1,0 +1,356 @@
+"""Asynchronous emission: the step thread drops events into a bounded buffer; a flusher on an
+asyncio loop writes them to the event log in batches and sends metrics to a metrics sink.
+
+Concurrency. Training runs in a plain thread; the flusher is a task on an asyncio loop in
+another thread. They share two ``collections.deque`` objects, one for lifecycle events and one
+for metrics. ``deque.append`` and ``deque.popleft`` are atomic in CPython (they run under the
+GIL without releasing it), so the step thread appends and the flusher pops without a lock, and
+``emit`` costs an append and a length check. Each counter has exactly one writer thread (the
+step thread counts drops and blocks, the flusher counts writes and failures), so the counters
+need no lock either; readers on other threads see values at most a moment old. The one place
+where the two threads wait for each other is a full lifecycle buffer: the step thread waits on
+a ``threading.Condition`` that the flusher notifies after each batch it takes. That wait is
+bounded (``block_timeout_s``); if the flusher is stuck past it, the event is admitted over
+capacity and counted as an overflow, because losing a lifecycle event or hanging a run are both
+worse than using a little more memory. Metrics never wait: a full metrics buffer drops the
+sample and counts it.
+
+The flusher is woken by its poll interval, or sooner by the step thread when the buffer
+reaches half its capacity; that wake-up crosses threads with ``call_soon_threadsafe`` once per
+crossing, not once per event, because a cross-thread wake costs microseconds and an emit must
+cost less than one.
+
+Appends carry the stream version the flusher expects, so a second process writing the same run
+fails with WrongExpectedVersion instead of interleaving. A retriable store error retries the
+same NewEvent objects (same event ids), which the store deduplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from core.errors import InvalidInput, RetriableError
+from core.events import ExpectedVersion, NewEvent
+from core.ports import EventLog
+from core.triad.contracts import TelemetryPacket
+from core.triad.run_events import EMISSION_FAILED, to_event_data
+
+__all__ = [
+    "EmissionConfig",
+    "EmissionStats",
+    "EventBuffer",
+    "EventSink",
+    "Flusher",
+    "InMemoryMetricsSink",
+    "MetricsSink",
+    "NullEventSink",
+]
+
+
+class MetricsSink(Protocol):
+    """Where high-rate, droppable metrics go (a capped Redis stream in production)."""
+
+    async def write(self, run_id: str, packets: Sequence[TelemetryPacket]) -> None: ...
+
+
+class EventSink(Protocol):
+    """What the step thread sees: two calls that never wait on I/O."""
+
+    def emit(self, event_type: str, payload: object) -> None: ...
+
+    def metric(self, packet: TelemetryPacket) -> None: ...
+
+
+class NullEventSink:
+    """Emission switched off (benchmarks measure the step with and without emission)."""
+
+    def emit(self, event_type: str, payload: object) -> None:
+        return None
+
+    def metric(self, packet: TelemetryPacket) -> None:
+        return None
+
+
+class InMemoryMetricsSink:
+    def __init__(self) -> None:
+        self.packets: list[tuple[str, TelemetryPacket]] = []
+
+    async def write(self, run_id: str, packets: Sequence[TelemetryPacket]) -> None:
+        self.packets.extend((run_id, p) for p in packets)
+
+
+@dataclass(frozen=True, slots=True)
+class EmissionConfig:
+    event_capacity: int = 4096
+    metric_capacity: int = 16384
+    batch_size: int = 512
+    poll_interval_s: float = 0.05
+    block_timeout_s: float = 2.0
+    retry_backoff_s: float = 0.1
+    max_retry_backoff_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmissionStats:
+    events_emitted: int
+    events_written: int
+    events_pending: int
+    emits_blocked: int
+    events_over_capacity: int
+    metrics_emitted: int
+    metrics_dropped: int
+    metrics_written: int
+    metrics_failed: int
+    append_retries: int
+    unrecordable_events: int
+
+
+class EventBuffer:
+    """The step thread's side. See the module docstring for why this needs no lock."""
+
+    def __init__(self, config: EmissionConfig | None = None) -> None:
+        self.config = config or EmissionConfig()
+        self._events: deque[tuple[str, object, int]] = deque()
+        self._metrics: deque[TelemetryPacket] = deque()
+        self._room = threading.Condition()
+        self._half = max(self.config.event_capacity // 2, 1)
+        self.on_pressure: Callable[[], None] | None = None
+        self.flusher_alive = True
+        # written by the step thread only
+        self.events_emitted = 0
+        self.emits_blocked = 0
+        self.events_over_capacity = 0
+        self.metrics_emitted = 0
+        self.metrics_dropped = 0
+
+    def emit(self, event_type: str, payload: object) -> None:
+        events = self._events
+        if len(events) >= self.config.event_capacity:
+            self._wait_for_room()
+        events.append((event_type, payload, time.time_ns()))
+        self.events_emitted += 1
+        if len(events) == self._half and self.on_pressure is not None:
+            self.on_pressure()
+
+    def metric(self, packet: TelemetryPacket) -> None:
+        if len(self._metrics) >= self.config.metric_capacity:
+            self.metrics_dropped += 1
+            return
+        self._metrics.append(packet)
+        self.metrics_emitted += 1
+
+    def _wait_for_room(self) -> None:
+        self.emits_blocked += 1
+        if self.on_pressure is not None:
+            self.on_pressure()
+        with self._room:
+            has_room = self._room.wait_for(
+                lambda: len(self._events) < self.config.event_capacity or not self.flusher_alive,
+                self.config.block_timeout_s,
+            )
+        if not has_room or len(self._events) >= self.config.event_capacity:
+            self.events_over_capacity += 1
+
+    def wake_waiters(self) -> None:
+        with self._room:
+            self._room.notify_all()
+
+    # -- the flusher's side --------------------------------------------------------------------
+
+    def take_events(self, limit: int) -> list[tuple[str, object, int]]:
+        taken = _take(self._events, limit)
+        if taken:
+            self.wake_waiters()
+        return taken
+
+    def take_metrics(self, limit: int) -> list[TelemetryPacket]:
+        return _take(self._metrics, limit)
+
+    @property
+    def events_pending(self) -> int:
+        return len(self._events)
+
+    @property
+    def metrics_pending(self) -> int:
+        return len(self._metrics)
+
+
+def _take(queue: deque[Any], limit: int) -> list[Any]:
+    taken = []
+    try:
+        for _ in range(limit):
+            taken.append(queue.popleft())
+    except IndexError:
+        pass  # drained: the step thread may refill it at any moment, which is fine
+    return taken
+
+
+class Flusher:
+    """The asyncio side: drains the buffer into ``EventLog.append`` and a ``MetricsSink``."""
+
+    def __init__(
+        self,
+        buffer: EventBuffer,
+        event_log: EventLog,
+        run_id: str,
+        *,
+        metrics_sink: MetricsSink | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        to_data: Callable[[object], dict[str, Any]] = to_event_data,
+    ) -> None:
+        self.buffer = buffer
+        self.event_log = event_log
+        self.run_id = run_id
+        self.stream_id = f"run-{run_id}"
+        self.metrics_sink = metrics_sink
+        self.metadata = dict(metadata or {})
+        self.to_data = to_data
+        self.version: int | None = None
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._retry: list[NewEvent] = []
+        # written by the flusher only
+        self.events_written = 0
+        self.metrics_written = 0
+        self.metrics_failed = 0
+        self.append_retries = 0
+        self.unrecordable_events = 0
+
+    async def start(self) -> None:
+        self.version = await self.event_log.stream_version(self.stream_id)
+        loop = asyncio.get_running_loop()
+
+        def wake_from_another_thread() -> None:
+            loop.call_soon_threadsafe(self._wake.set)
+
+        self.buffer.on_pressure = wake_from_another_thread
+        self._task = asyncio.create_task(self._run(), name=f"flusher-{self.stream_id}")
+
+    async def close(self) -> None:
+        """Write everything emitted so far, then stop. Raises what stopped the flusher, if anything."""
+        self._stopping = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        self.buffer.on_pressure = None
+
+    def stats(self) -> EmissionStats:
+        b = self.buffer
+        return EmissionStats(
+            events_emitted=b.events_emitted,
+            events_written=self.events_written,
+            events_pending=b.events_pending + len(self._retry),
+            emits_blocked=b.emits_blocked,
+            events_over_capacity=b.events_over_capacity,
+            metrics_emitted=b.metrics_emitted,
+            metrics_dropped=b.metrics_dropped,
+            metrics_written=self.metrics_written,
+            metrics_failed=self.metrics_failed,
+            append_retries=self.append_retries,
+            unrecordable_events=self.unrecordable_events,
+        )
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            # Whatever stopped us, a step thread waiting for room must not wait for a dead flusher.
+            self.buffer.flusher_alive = False
+            self.buffer.wake_waiters()
+
+    async def _loop(self) -> None:
+        backoff = 0.0
+        while True:
+            try:
+                await self.flush_once()
+                backoff = 0.0
+            except RetriableError:
+                self.append_retries += 1
+                backoff = min(max(backoff * 2, self.buffer.config.retry_backoff_s), 2.0)
+            if self._stopping and not self._retry and self.buffer.events_pending == 0:
+                await self._flush_metrics()
+                return
+            if backoff or (self.buffer.events_pending == 0 and not self._retry):
+                await self._sleep(backoff or self.buffer.config.poll_interval_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        if self._stopping:
+            await asyncio.sleep(seconds if self._retry else 0)
+            return
+        with contextlib.suppress(TimeoutError):  # the poll interval passed: look anyway
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    async def flush_once(self) -> int:
+        """Write one batch of events (retrying a failed one first) and one batch of metrics."""
+        batch = self._retry or self._next_batch()
+        written = 0
+        if batch:
+            self._retry = batch
+            written = await self._append(batch)
+            self._retry = []
+        await self._flush_metrics()
+        return written
+
+    def _next_batch(self) -> list[NewEvent]:
+        taken = self.buffer.take_events(self.buffer.config.batch_size)
+        return [self._new_event(t, payload, at) for t, payload, at in taken]
+
+    def _new_event(self, event_type: str, payload: object, emitted_ns: int) -> NewEvent:
+        try:
+            data = self.to_data(payload)
+        except (TypeError, ValueError) as exc:
+            self.unrecordable_events += 1
+            event_type, data = EMISSION_FAILED, {"event_type": event_type, "error": str(exc)}
+        return NewEvent(event_type, data, {**self.metadata, "emitted_at_ns": emitted_ns})
+
+    async def _append(self, batch: list[NewEvent]) -> int:
+        expected = ExpectedVersion.NO_STREAM if not self.version else self.version
+        try:
+            result = await self.event_log.append(self.stream_id, batch, expected)
+        except InvalidInput:
+            return await self._append_one_by_one(batch)
+        self.version = result.stream_version
+        self.events_written += len(batch)
+        return len(batch)
+
+    async def _append_one_by_one(self, batch: list[NewEvent]) -> int:
+        """A batch the store refused as invalid: find the bad events, record their loss."""
+        for index, event in enumerate(batch):
+            try:
+                await self._append_single(event)
+            except InvalidInput as exc:
+                self.unrecordable_events += 1
+                failed = NewEvent(
+                    EMISSION_FAILED, {"event_type": event.type, "error": str(exc)}, self.metadata
+                )
+                await self._append_single(failed)
+            self._retry = batch[index + 1 :]  # a retry after a transient error resumes here
+        return len(batch)
+
+    async def _append_single(self, event: NewEvent) -> None:
+        expected = ExpectedVersion.NO_STREAM if not self.version else self.version
+        result = await self.event_log.append(self.stream_id, [event], expected)
+        self.version = result.stream_version
+        self.events_written += 1
+
+    async def _flush_metrics(self) -> None:
+        while True:
+            packets = self.buffer.take_metrics(self.buffer.config.batch_size * 4)
+            if not packets:
+                return
+            if self.metrics_sink is None:
+                continue
+            try:
+                await self.metrics_sink.write(self.run_id, packets)
+                self.metrics_written += len(packets)
+            except Exception:  # metrics are droppable by contract: count them and go on
+                self.metrics_failed += len(packets)

@@ -1,0 +1,55 @@
+"""Small builders shared by the triad tests: a tiny host, a Kasmina grafted on it, a sink that
+records what the step thread emitted."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from core.triad.contracts import TelemetryPacket
+from core.triad.kasmina import Kasmina, KasminaConfig
+
+
+class RecordingSink:
+    """An EventSink that keeps everything, for asserting on what a run emitted."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+        self.metrics: list[TelemetryPacket] = []
+
+    def emit(self, event_type: str, payload: object) -> None:
+        self.events.append((event_type, payload))
+
+    def metric(self, packet: TelemetryPacket) -> None:
+        self.metrics.append(packet)
+
+    def of_type(self, event_type: str) -> list[Any]:
+        return [p for t, p in self.events if t == event_type]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    # The machine is shared; one intra-op thread keeps tiny models fast and timings stable.
+    torch.set_num_threads(1)
+
+
+def tiny_host(width: int = 6) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        OrderedDict(
+            stem=nn.Linear(3, width),
+            stem_act=nn.ReLU(),
+            head=nn.Linear(width, 2),
+        )
+    )
+
+
+def grafted(per_point: int = 1, config: KasminaConfig | None = None) -> tuple[nn.Sequential, Kasmina]:
+    host = tiny_host()
+    kasmina = Kasmina(config or KasminaConfig(), run_seed=7)
+    kasmina.graft(host, ["stem_act"], torch.zeros(2, 3), per_point=per_point)
+    return host, kasmina
