@@ -164,6 +164,7 @@ class Tolaria:
         self._rate = self.lr.rate(0)
         self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"checkpoint-{run_id}")
         self._pending_checkpoints: list[concurrent.futures.Future[CheckpointInfo]] = []
+        self._called: set[str] = set()  # boundary parts whose component ran without raising
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -340,7 +341,7 @@ class Tolaria:
             except Exception as exc:  # a failing policy must not end the run: count it, go conservative
                 self._breaker_failed(self.tamiyo_breaker, epoch, f"decide raised {type(exc).__name__}: {exc}")
             else:
-                self._breaker_succeeded(self.tamiyo_breaker, epoch)
+                self._called.add("decide")
                 command = decision.command
                 for report in decision.field_reports:
                     self.sink.emit(ev.FIELD_REPORT_FILED, report)
@@ -352,34 +353,32 @@ class Tolaria:
         return command
 
     def _apply(self, command: AdaptationCommand, epoch: int) -> None:
-        if command.kind in _SEED_COMMANDS:
-            self._apply_seed_command(command, epoch)
-        elif isinstance(command.payload, AdjustLearningRate):
+        if isinstance(command.payload, AdjustLearningRate):
             try:
                 self.lr.adjust(command.payload.factor)
             except ValueError as exc:
                 self.sink.emit(ev.COMMAND_REJECTED, ev.CommandRefusal(command.command_id, epoch, str(exc)))
-        if self.kasmina_breaker.allows(epoch):
-            try:
-                for transition in self.kasmina.advance(epoch):
-                    self.sink.emit(ev.SEED_STAGE_CHANGED, transition)
-            except Exception as exc:  # Kasmina's own failure: conservative mode, never a crash
-                self._breaker_failed(
-                    self.kasmina_breaker, epoch, f"advance raised {type(exc).__name__}: {exc}"
-                )
+        if not self.kasmina_breaker.allows(epoch):
+            if command.kind in _SEED_COMMANDS:
+                refusal = ev.CommandRefusal(command.command_id, epoch, "kasmina is in conservative mode")
+                self.sink.emit(ev.COMMAND_REJECTED, refusal)
+            return
+        try:
+            if command.kind in _SEED_COMMANDS:
+                self._apply_seed_command(command, epoch)
+            for transition in self.kasmina.advance(epoch):
+                self.sink.emit(ev.SEED_STAGE_CHANGED, transition)
+        except Exception as exc:  # Kasmina's own failure: conservative mode, never a crash
+            self._breaker_failed(self.kasmina_breaker, epoch, f"kasmina raised {type(exc).__name__}: {exc}")
+        else:
+            self._called.add("apply")
 
     def _apply_seed_command(self, command: AdaptationCommand, epoch: int) -> None:
-        if not self.kasmina_breaker.allows(epoch):
-            refusal = ev.CommandRefusal(command.command_id, epoch, "kasmina is in conservative mode")
-            self.sink.emit(ev.COMMAND_REJECTED, refusal)
-            return
+        """A refused command is Kasmina doing her job (an event, not a failure)."""
         try:
             transition = self.kasmina.apply(command, epoch)
         except (IllegalTransition, CommandRejected) as exc:
             self.sink.emit(ev.COMMAND_REJECTED, ev.CommandRefusal(command.command_id, epoch, str(exc)))
-            return
-        except Exception as exc:  # Kasmina's own failure: conservative mode, never a crash
-            self._breaker_failed(self.kasmina_breaker, epoch, f"apply raised {type(exc).__name__}: {exc}")
             return
         if transition is not None:
             self.sink.emit(ev.SEED_STAGE_CHANGED, transition)
@@ -393,10 +392,14 @@ class Tolaria:
             self.boundary_ms[part].append(elapsed)
         for part in over:
             self.sink.emit(ev.BUDGET_EXCEEDED, ev.BudgetOverrun(epoch, part, parts[part], limits[part]))
-        if "decide" in over:
-            self._breaker_failed(self.tamiyo_breaker, epoch, "decide over budget")
-        if "apply" in over:
-            self._breaker_failed(self.kasmina_breaker, epoch, "apply over budget")
+        # A call counts as a success only if it returned and kept to its budget: a component
+        # that is always slow must trip its breaker as surely as one that always raises.
+        for part, breaker in (("decide", self.tamiyo_breaker), ("apply", self.kasmina_breaker)):
+            if part in over:
+                self._breaker_failed(breaker, epoch, f"{part} over budget")
+            elif part in self._called:
+                self._breaker_succeeded(breaker, epoch)
+        self._called.clear()
         self.budget_overruns += len(over)
         self.consecutive_overruns = self.consecutive_overruns + 1 if over else 0
 

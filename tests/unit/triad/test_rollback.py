@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.triad import run_events as ev
+from core.triad.contracts import SeedState
+from core.triad.errors import CheckpointCorrupt, NoCheckpoint
+from core.triad.rollback import CheckpointStore, FastRollback, capture, restore
+
+from .conftest import RecordingSink, grafted
+from .runs import small_run
+
+
+class SimulatedKill(Exception):
+    """Stands in for the process dying mid-epoch."""
+
+
+def lifecycle(states: tuple[SeedState, ...]) -> list[SeedState]:
+    """Seed states without the last step's gradient norm, an observation rather than state."""
+    return [replace(s, gradient_norm=0.0) for s in states]
+
+
+def weights(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [t.detach().clone() for t in module.state_dict().values()]
+
+
+def test_fast_restore_rewinds_weights_and_optimizer_in_place() -> None:
+    """Restoring a snapshot brings back host weights and optimizer moments without replacing
+    the parameter tensors the optimizer refers to."""
+    host, kasmina = grafted()
+    optimizer = torch.optim.Adam(host.parameters(), lr=0.1)
+    host(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    snapshot = capture(0, 1, host, optimizer, kasmina, {"lr": {"scale": 1.0}})
+    saved, ids = weights(host), [id(p) for p in host.parameters()]
+    moments = [s["exp_avg"].clone() for s in optimizer.state.values()]
+    for _ in range(3):
+        host(torch.randn(4, 3)).sum().backward()
+        optimizer.step()
+    restore(snapshot, host, optimizer, kasmina)
+    assert all(torch.equal(a, b) for a, b in zip(weights(host), saved, strict=True))
+    assert [id(p) for p in host.parameters()] == ids
+    assert all(torch.equal(s["exp_avg"], m) for s, m in zip(optimizer.state.values(), moments, strict=True))
+    optimizer.step()  # training on must not write into the snapshot
+    assert torch.equal(next(iter(snapshot.host.values())), saved[0])
+
+
+def test_the_fast_tier_keeps_only_the_last_k() -> None:
+    """The in-memory tier holds at most K snapshots, newest last."""
+    host, kasmina = grafted()
+    optimizer = torch.optim.SGD(host.parameters(), lr=0.1)
+    tier = FastRollback(capacity=2)
+    for epoch in range(4):
+        tier.remember(capture(epoch, epoch, host, optimizer, kasmina, {}))
+    latest = tier.latest()
+    assert len(tier) == 2 and latest is not None and latest.epoch == 3
+
+
+def test_checkpoints_are_written_atomically_with_a_checksum(tmp_path: Path) -> None:
+    """A saved checkpoint leaves no temporary file, is listed in the manifest with its SHA-256,
+    and loads back equal; only the newest `keep` survive."""
+    host, kasmina = grafted()
+    optimizer = torch.optim.SGD(host.parameters(), lr=0.1)
+    store = CheckpointStore(tmp_path, keep=2)
+    for epoch in range(3):
+        info = store.save(capture(epoch, epoch, host, optimizer, kasmina, {"x": epoch}))
+    assert not list(tmp_path.glob("*.tmp"))
+    assert [c.epoch for c in store.list()] == [1, 2]
+    loaded_info, snapshot = store.load_latest()
+    assert loaded_info == info and snapshot.controller == {"x": 2}
+    assert all(torch.equal(snapshot.host[k], v) for k, v in host.state_dict().items())
+
+
+def test_a_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path: Path) -> None:
+    """Flipping a byte in the newest checkpoint fails its checksum; loading falls back."""
+    host, kasmina = grafted()
+    optimizer = torch.optim.SGD(host.parameters(), lr=0.1)
+    store = CheckpointStore(tmp_path)
+    store.save(capture(0, 0, host, optimizer, kasmina, {}))
+    newest = store.save(capture(1, 1, host, optimizer, kasmina, {}))
+    raw = bytearray(newest.path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    newest.path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointCorrupt):
+        store.load(newest)
+    info, _ = store.load_latest()
+    assert info.epoch == 0
+
+
+def test_no_checkpoint_is_an_error(tmp_path: Path) -> None:
+    """Resuming from an empty directory says so instead of starting over silently."""
+    with pytest.raises(NoCheckpoint):
+        CheckpointStore(tmp_path).load_latest()
+
+
+def test_a_run_killed_mid_epoch_resumes_with_the_same_seed_states(tmp_path: Path) -> None:
+    """Killing a run mid-epoch and resuming from its last checkpoint restores the seed states it
+    had at that checkpoint, and the resumed run ends exactly where an uninterrupted one does."""
+    reference_sink = RecordingSink()
+    reference = small_run(reference_sink, epochs=6, checkpoint_dir=tmp_path / "reference")
+    reference.run()
+    states_by_epoch = {r.epoch: r.seeds for r in reference_sink.of_type(ev.EPOCH_COMPLETED)}
+
+    def kill(epoch: int, step: int) -> None:
+        if epoch == 4 and step == 3:
+            raise SimulatedKill
+
+    first = RecordingSink()
+    with pytest.raises(SimulatedKill):
+        small_run(first, epochs=6, checkpoint_dir=tmp_path / "run", on_step=kill).run()
+    saved = first.of_type(ev.CHECKPOINT_SAVED)
+    assert saved and all(len(c.sha256) == 64 for c in saved)
+
+    second = RecordingSink()
+    resumed = small_run(second, epochs=6, checkpoint_dir=tmp_path / "run")
+    info = resumed.resume()
+    assert lifecycle(resumed.kasmina.states()) == lifecycle(states_by_epoch[info.epoch])
+    assert second.of_type(ev.RUN_RESUMED)[0]["from_epoch"] == info.epoch
+    summary = resumed.run()
+    assert summary.resumed_from_epoch == info.epoch
+    assert lifecycle(resumed.kasmina.states()) == lifecycle(reference.kasmina.states())
+    assert all(torch.equal(a, b) for a, b in zip(weights(resumed.host), weights(reference.host), strict=True))
