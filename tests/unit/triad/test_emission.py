@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from core.errors import StoreUnavailable
+from core.events import AppendResult, ExpectedVersion, NewEvent
+from core.triad import run_events as ev
+from core.triad.contracts import TelemetryPacket
+from core.triad.emission import EmissionConfig, EventBuffer, Flusher, InMemoryMetricsSink
+from eventstore import InMemoryEventStore
+
+
+def metric(step: int) -> TelemetryPacket:
+    return TelemetryPacket(0, step, (("loss", 1.0),))
+
+
+async def test_the_flusher_writes_events_in_emit_order_to_the_run_stream() -> None:
+    """Events emitted from a training thread land in run-<id>, in order, with JSON data."""
+    store = InMemoryEventStore()
+    buffer = EventBuffer(EmissionConfig(batch_size=7, poll_interval_s=0.01))
+    flusher = Flusher(buffer, store, "r1", metadata={"tenant_id": "t"})
+    await flusher.start()
+
+    def train() -> None:
+        for i in range(50):
+            buffer.emit(ev.DECISION_MADE, {"n": i})
+
+    await asyncio.to_thread(train)
+    await flusher.close()
+    recorded = await store.read_stream("run-r1")
+    assert [e.data["n"] for e in recorded] == list(range(50))
+    assert recorded[0].tenant_id == "t" and "emitted_at_ns" in recorded[0].metadata
+    assert flusher.stats().events_written == 50
+
+
+async def test_metrics_go_to_the_metrics_sink_not_the_log() -> None:
+    """Per-step metrics reach the metrics sink; the event log holds none of them."""
+    store, sink = InMemoryEventStore(), InMemoryMetricsSink()
+    buffer = EventBuffer()
+    flusher = Flusher(buffer, store, "r2", metrics_sink=sink)
+    await flusher.start()
+    for step in range(10):
+        buffer.metric(metric(step))
+    await flusher.close()
+    assert [p.step for _, p in sink.packets] == list(range(10))
+    assert await store.stream_version("run-r2") == 0
+
+
+def test_metrics_are_dropped_and_counted_when_the_buffer_is_full() -> None:
+    """With no flusher draining, metrics past capacity are dropped and counted, never queued."""
+    buffer = EventBuffer(EmissionConfig(metric_capacity=5))
+    for step in range(8):
+        buffer.metric(metric(step))
+    assert buffer.metrics_pending == 5 and buffer.metrics_dropped == 3
+
+
+def test_lifecycle_events_are_never_dropped_when_the_buffer_is_full() -> None:
+    """A full lifecycle buffer makes the emitter wait (counted) and then admits the event over
+    capacity rather than losing it."""
+    buffer = EventBuffer(EmissionConfig(event_capacity=3, block_timeout_s=0.01))
+    for i in range(5):
+        buffer.emit(ev.DECISION_MADE, {"n": i})
+    assert buffer.events_pending == 5
+    assert buffer.emits_blocked == 2 and buffer.events_over_capacity == 2
+
+
+def test_a_blocked_emitter_resumes_as_soon_as_the_flusher_takes_a_batch() -> None:
+    """The step thread waiting for room wakes when the flusher's side takes events."""
+    buffer = EventBuffer(EmissionConfig(event_capacity=2, block_timeout_s=30))
+    buffer.emit("A", {})
+    buffer.emit("B", {})
+    done = threading.Event()
+    emitter = threading.Thread(target=lambda: (buffer.emit("C", {}), done.set()))
+    emitter.start()
+    while buffer.emits_blocked == 0:  # wait until the emitter is actually blocked
+        time.sleep(0.001)
+    assert not done.is_set()
+    assert len(buffer.take_events(1)) == 1
+    assert done.wait(5)
+    emitter.join()
+    assert buffer.events_over_capacity == 0
+
+
+def test_emitting_costs_the_step_thread_under_5_us_at_p50() -> None:
+    """One emit (append plus a length check) stays under the 5 us budget at the median."""
+    buffer = EventBuffer(EmissionConfig(event_capacity=1_000_000))
+    payload = {"epoch": 1}
+    timings = []
+    for _ in range(5000):
+        start = time.perf_counter_ns()
+        buffer.emit(ev.EPOCH_COMPLETED, payload)
+        timings.append(time.perf_counter_ns() - start)
+    timings.sort()
+    assert timings[len(timings) // 2] < 5_000
+
+
+class FlakyStore(InMemoryEventStore):
+    """Fails the first append after the write succeeded, like a timeout after commit."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures_left = 1
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | ExpectedVersion = ExpectedVersion.ANY,
+    ) -> AppendResult:
+        result = await super().append(stream_id, events, expected_version)
+        if self.failures_left:
+            self.failures_left -= 1
+            raise StoreUnavailable("connection reset after commit")
+        return result
+
+
+async def test_a_retried_batch_is_not_duplicated() -> None:
+    """After an ambiguous failure the flusher retries the same event ids; the log holds each
+    event once."""
+    store = FlakyStore()
+    buffer = EventBuffer(EmissionConfig(retry_backoff_s=0.001))
+    flusher = Flusher(buffer, store, "r3")
+    await flusher.start()
+    for i in range(5):
+        buffer.emit(ev.DECISION_MADE, {"n": i})
+    await flusher.close()
+    assert [e.data["n"] for e in await store.read_stream("run-r3")] == list(range(5))
+    assert flusher.stats().append_retries == 1
+
+
+async def test_an_unserialisable_payload_is_recorded_as_an_emission_failure() -> None:
+    """A payload that cannot become JSON is replaced by an EmissionFailed event, never lost
+    silently and never blocking the events behind it."""
+    store = InMemoryEventStore()
+    buffer = EventBuffer()
+    flusher = Flusher(buffer, store, "r4")
+    await flusher.start()
+    buffer.emit(ev.DECISION_MADE, {"bad": float("nan")})
+    buffer.emit(ev.DECISION_MADE, object())
+    buffer.emit(ev.DECISION_MADE, {"n": 1})
+    await flusher.close()
+    types = [e.type for e in await store.read_stream("run-r4")]
+    assert types == [ev.EMISSION_FAILED, ev.EMISSION_FAILED, ev.DECISION_MADE]
+    assert flusher.stats().unrecordable_events == 2
+
+
+async def test_a_second_writer_on_the_same_run_is_fenced_off() -> None:
+    """If another process appends to the run's stream, this flusher stops with
+    WrongExpectedVersion instead of interleaving its events."""
+    from core.errors import WrongExpectedVersion
+
+    store = InMemoryEventStore()
+    buffer = EventBuffer(EmissionConfig(poll_interval_s=0.01))
+    flusher = Flusher(buffer, store, "r5")
+    await flusher.start()
+    await store.append("run-r5", [NewEvent("Intruder", {})])
+    buffer.emit(ev.DECISION_MADE, {})
+    with pytest.raises(WrongExpectedVersion):
+        await flusher.close()
+    buffer.emit(ev.DECISION_MADE, {})  # a dead flusher never makes the step thread hang
