@@ -29,7 +29,7 @@ __all__ = ["from_json_value", "to_json_value"]
 T = TypeVar("T")
 
 Encode = Callable[[Any], Any]
-Decode = Callable[[Any, str], Any]
+Decode = Callable[[Any], Any]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -59,21 +59,36 @@ def to_json_value(obj: object) -> dict[str, Any]:
     return out
 
 
-def from_json_value(cls: type[T], data: Mapping[str, Any], path: str = "") -> T:
-    """Build ``cls`` from a JSON object, checking each field's type; raises InvalidShape."""
-    plan = _plan_of(cls)
-    prefix = path or cls.__name__
-    if not isinstance(data, Mapping):
-        raise InvalidShape(prefix, f"expected a JSON object, got {type(data).__name__}")
-    extra = data.keys() - plan.names
-    if extra:
-        raise InvalidShape(prefix, f"unknown fields {sorted(extra)}")
+def from_json_value(cls: type[T], data: Mapping[str, Any], path: str | None = None) -> T:
+    """Build ``cls`` from a JSON object, checking each field's type; raises InvalidShape.
+
+    ``path`` prefixes the field path in errors (default: the class name).
+    """
+    try:
+        return _decode_dataclass(cls, data)
+    except InvalidShape as exc:
+        raise InvalidShape((cls.__name__ if path is None else path) + exc.path, exc.reason) from exc
+
+
+def _decode_dataclass(cls: type[T], data: Any) -> T:
+    """Decode without building any path string; the happy path is what replay pays for.
+
+    Errors carry the path relative to ``cls`` (".field[2].inner") and are prefixed on the way out.
+    """
+    plan = _PLANS.get(cls) or _plan_of(cls)
+    if not isinstance(data, dict | Mapping):
+        raise InvalidShape("", f"expected a JSON object, got {type(data).__name__}")
     kwargs: dict[str, Any] = {}
     for f in plan.fields:
         if f.name in data:
-            kwargs[f.name] = f.decode(data[f.name], f"{prefix}.{f.name}")
+            try:
+                kwargs[f.name] = f.decode(data[f.name])
+            except InvalidShape as exc:
+                raise InvalidShape(f".{f.name}{exc.path}", exc.reason) from exc
         elif f.required:
-            raise InvalidShape(f"{prefix}.{f.name}", "missing")
+            raise InvalidShape(f".{f.name}", "missing")
+    if len(kwargs) != len(data):
+        raise InvalidShape("", f"unknown fields {sorted(data.keys() - plan.names)}")
     return cls(**kwargs)
 
 
@@ -125,7 +140,7 @@ def _simple(tp: type, where: str) -> tuple[Encode | None, Decode]:
     if issubclass(tp, enum.Enum):
         return _enum(tp)
     if dataclasses.is_dataclass(tp):
-        return to_json_value, lambda value, path: from_json_value(tp, value, path)
+        return to_json_value, lambda value: _decode_dataclass(tp, value)
     raise TypeError(f"{where}: unsupported field type {tp.__qualname__}")
 
 
@@ -135,8 +150,8 @@ def _optional(tp: Any, where: str) -> tuple[Encode | None, Decode]:
         raise TypeError(f"{where}: only 'X | None' unions are supported, got {tp!r}")
     inner_encode, inner_decode = _converter(args[0], where)
 
-    def decode(value: Any, path: str) -> Any:
-        return None if value is None else inner_decode(value, path)
+    def decode(value: Any) -> Any:
+        return None if value is None else inner_decode(value)
 
     if inner_encode is None:
         return None, decode
@@ -150,10 +165,16 @@ def _tuple(tp: Any, where: str) -> tuple[Encode | None, Decode]:
         raise TypeError(f"{where}: only 'tuple[X, ...]' is supported, got {tp!r}")
     inner_encode, inner_decode = _converter(args[0], where)
 
-    def decode(value: Any, path: str) -> tuple[Any, ...]:
+    def decode(value: Any) -> tuple[Any, ...]:
         if not isinstance(value, list | tuple):
-            raise InvalidShape(path, f"expected a list, got {type(value).__name__}")
-        return tuple(inner_decode(item, f"{path}[{i}]") for i, item in enumerate(value))
+            raise InvalidShape("", f"expected a list, got {type(value).__name__}")
+        items = []
+        for i, item in enumerate(value):
+            try:
+                items.append(inner_decode(item))
+            except InvalidShape as exc:
+                raise InvalidShape(f"[{i}]{exc.path}", exc.reason) from exc
+        return tuple(items)
 
     if inner_encode is None:
         return list, decode
@@ -162,57 +183,57 @@ def _tuple(tp: Any, where: str) -> tuple[Encode | None, Decode]:
 
 
 def _enum(tp: type[enum.Enum]) -> tuple[Encode, Decode]:
-    def decode(value: Any, path: str) -> enum.Enum:
+    def decode(value: Any) -> enum.Enum:
         try:
             return tp(value)
         except ValueError as exc:
             allowed = [m.value for m in tp]
-            raise InvalidShape(path, f"{value!r} is not one of {allowed}") from exc
+            raise InvalidShape("", f"{value!r} is not one of {allowed}") from exc
 
     return (lambda member: member.value), decode
 
 
-def _decode_any(value: Any, path: str) -> Any:
+def _decode_any(value: Any) -> Any:
     return value
 
 
-def _decode_object(value: Any, path: str) -> dict[str, Any]:
+def _decode_object(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
-        raise InvalidShape(path, f"expected a JSON object, got {type(value).__name__}")
+        raise InvalidShape("", f"expected a JSON object, got {type(value).__name__}")
     return dict(value)
 
 
-def _decode_bool(value: Any, path: str) -> bool:
+def _decode_bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise InvalidShape(path, f"expected a bool, got {type(value).__name__}")
+        raise InvalidShape("", f"expected a bool, got {type(value).__name__}")
     return value
 
 
-def _decode_int(value: Any, path: str) -> int:
+def _decode_int(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise InvalidShape(path, f"expected an int, got {type(value).__name__}")
+        raise InvalidShape("", f"expected an int, got {type(value).__name__}")
     return value
 
 
-def _decode_float(value: Any, path: str) -> float:
+def _decode_float(value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise InvalidShape(path, f"expected a number, got {type(value).__name__}")
+        raise InvalidShape("", f"expected a number, got {type(value).__name__}")
     return float(value)
 
 
-def _decode_str(value: Any, path: str) -> str:
+def _decode_str(value: Any) -> str:
     if not isinstance(value, str):
-        raise InvalidShape(path, f"expected a string, got {type(value).__name__}")
+        raise InvalidShape("", f"expected a string, got {type(value).__name__}")
     return value
 
 
-def _decode_datetime(value: Any, path: str) -> datetime:
+def _decode_datetime(value: Any) -> datetime:
     if not isinstance(value, str):
-        raise InvalidShape(path, f"expected an ISO 8601 string, got {type(value).__name__}")
+        raise InvalidShape("", f"expected an ISO 8601 string, got {type(value).__name__}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise InvalidShape(path, f"{value!r} is not an ISO 8601 timestamp") from exc
+        raise InvalidShape("", f"{value!r} is not an ISO 8601 timestamp") from exc
     if parsed.tzinfo is None:
-        raise InvalidShape(path, f"{value!r} has no timezone")
+        raise InvalidShape("", f"{value!r} has no timezone")
     return parsed

@@ -18,6 +18,7 @@ from core.domain.agent.events import (
     AgentWentOnline,
 )
 from core.domain.contracts import DomainEvent, UnknownEvent
+from core.domain.decider import with_changes
 from core.domain.errors import UnexpectedEvent
 from core.domain.serialization import from_json_value, to_json_value
 
@@ -65,7 +66,6 @@ class AgentState:
 
 def evolve(state: AgentState, event: DomainEvent | UnknownEvent) -> AgentState:
     """The state after ``event``. Facts are applied as recorded, without re-checking rules."""
-    replace = dataclasses.replace
     match event:
         case AgentRegistered():
             return AgentState(
@@ -76,16 +76,18 @@ def evolve(state: AgentState, event: DomainEvent | UnknownEvent) -> AgentState:
                 updated_at=event.at,
             )
         case AgentWentOnline() | AgentRecovered():
-            return replace(state, status=AgentStatus.ONLINE, reason=None, updated_at=event.at)
+            return with_changes(state, status=AgentStatus.ONLINE, reason=None, updated_at=event.at)
         case AgentWentOffline():
-            return replace(state, status=AgentStatus.OFFLINE, reason=event.reason, updated_at=event.at)
+            return with_changes(state, status=AgentStatus.OFFLINE, reason=event.reason, updated_at=event.at)
         case AgentFailed():
-            return replace(state, status=AgentStatus.FAILED, reason=event.reason, updated_at=event.at)
+            return with_changes(state, status=AgentStatus.FAILED, reason=event.reason, updated_at=event.at)
         case AgentBeliefsUpdated():
             beliefs = Beliefs(event.digest, event.size_bytes, event.version)
-            return replace(state, beliefs=beliefs, updated_at=event.at)
+            return with_changes(state, beliefs=beliefs, updated_at=event.at)
         case AgentDeregistered():
-            return replace(state, status=AgentStatus.DEREGISTERED, reason=event.reason, updated_at=event.at)
+            return with_changes(
+                state, status=AgentStatus.DEREGISTERED, reason=event.reason, updated_at=event.at
+            )
         case UnknownEvent():
             return state
         case _:

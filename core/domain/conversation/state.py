@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from core.domain.contracts import DomainEvent, UnknownEvent
 from core.domain.conversation.events import MessageAcknowledged, MessageDelivered, MessageSent
+from core.domain.decider import with_changes
 from core.domain.errors import UnexpectedEvent
 from core.domain.serialization import from_json_value, to_json_value
 
@@ -95,13 +96,13 @@ def evolve(state: ConversationState, event: DomainEvent | UnknownEvent) -> Conve
             )
         case MessageDelivered():
             in_flight = tuple(
-                dataclasses.replace(m, status=MessageStatus.DELIVERED) if m.sequence == event.sequence else m
+                with_changes(m, status=MessageStatus.DELIVERED) if m.sequence == event.sequence else m
                 for m in state.in_flight
             )
-            return dataclasses.replace(state, in_flight=in_flight, updated_at=event.at)
+            return with_changes(state, in_flight=in_flight, updated_at=event.at)
         case MessageAcknowledged():
             in_flight = tuple(m for m in state.in_flight if m.sequence != event.sequence)
-            return dataclasses.replace(state, in_flight=in_flight, updated_at=event.at)
+            return with_changes(state, in_flight=in_flight, updated_at=event.at)
         case UnknownEvent():
             return state
         case _:

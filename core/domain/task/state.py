@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from core.domain.contracts import DomainEvent, UnknownEvent
+from core.domain.decider import with_changes
 from core.domain.errors import UnexpectedEvent
 from core.domain.serialization import from_json_value, to_json_value
 from core.domain.task.events import (
@@ -85,12 +86,16 @@ class TaskState:
 
 def evolve(state: TaskState, event: DomainEvent | UnknownEvent) -> TaskState:
     """The state after ``event``. Facts are applied as recorded, without re-checking rules."""
-    replace = dataclasses.replace
+    # Progress reports and lease renewals are most of a long task stream: match them first.
     match event:
+        case TaskProgressed():
+            return with_changes(state, progress=event.percent, updated_at=event.at)
+        case TaskLeaseRenewed():
+            return with_changes(state, lease_expires_at=event.lease_expires_at, updated_at=event.at)
         case TaskSubmitted():
             return _submitted(event)
         case TaskAssigned():
-            return replace(
+            return with_changes(
                 state,
                 status=TaskStatus.ASSIGNED,
                 assignee=event.assignee,
@@ -103,11 +108,7 @@ def evolve(state: TaskState, event: DomainEvent | UnknownEvent) -> TaskState:
                 updated_at=event.at,
             )
         case TaskStarted():
-            return replace(state, status=TaskStatus.RUNNING, updated_at=event.at)
-        case TaskLeaseRenewed():
-            return replace(state, lease_expires_at=event.lease_expires_at, updated_at=event.at)
-        case TaskProgressed():
-            return replace(state, progress=event.percent, updated_at=event.at)
+            return with_changes(state, status=TaskStatus.RUNNING, updated_at=event.at)
         case TaskCompleted():
             return _ended(state, TaskStatus.COMPLETED, event.at, result=event.result, progress=100.0)
         case TaskFailed():
@@ -119,10 +120,9 @@ def evolve(state: TaskState, event: DomainEvent | UnknownEvent) -> TaskState:
 
 
 def _after_attempt(state: TaskState, event: DomainEvent | UnknownEvent) -> TaskState:
-    replace = dataclasses.replace
     match event:
         case TaskRetryScheduled():
-            return replace(
+            return with_changes(
                 state,
                 status=TaskStatus.RETRY_SCHEDULED,
                 assignee=None,
@@ -134,7 +134,7 @@ def _after_attempt(state: TaskState, event: DomainEvent | UnknownEvent) -> TaskS
         case TaskDeadLettered():
             return _ended(state, TaskStatus.DEAD_LETTERED, event.at, reason=event.reason)
         case TaskRequeued():
-            return replace(
+            return with_changes(
                 state,
                 status=TaskStatus.PENDING,
                 assignee=None,
@@ -164,4 +164,4 @@ def _submitted(event: TaskSubmitted) -> TaskState:
 
 def _ended(state: TaskState, status: TaskStatus, at: datetime, **changes: Any) -> TaskState:
     """An attempt ended or the task left the flow: the lease no longer protects anyone."""
-    return dataclasses.replace(state, status=status, lease_expires_at=None, updated_at=at, **changes)
+    return with_changes(state, status=status, lease_expires_at=None, updated_at=at, **changes)
