@@ -34,7 +34,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "events",
-        sa.Column("global_position", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+        # CACHE 1 (the default) is required: with a per-backend cache, two processes would
+        # draw interleaved blocks of positions, and commit order would no longer be position
+        # order, which is what makes readers gap-safe (see chronicle_append).
+        sa.Column("global_position", sa.BigInteger, sa.Identity(always=True, cache=1), primary_key=True),
         sa.Column("event_id", pg.UUID(as_uuid=True), nullable=False),
         sa.Column("stream_id", sa.Text, nullable=False),
         sa.Column("stream_version", sa.Integer, nullable=False),

@@ -129,3 +129,38 @@ def test_bench_append_prints_every_figure(cli_env: dict[str, str]) -> None:
     assert result["chronicle"]["single_32"]["events_per_s"] > 0
     assert len(result["targets"]) == 5
     assert result["machine"]["postgres"]["fsync"] == "on"
+
+
+def test_migrate_reaches_head_and_is_idempotent(pg_server_url: str, tmp_path: Path) -> None:
+    """`chronicle migrate` brings an empty database to head, and running it again changes nothing."""
+    import asyncio
+
+    from eventstore.migrate import head_revision
+    from tests.conftest import _admin, run_sync, with_database
+
+    name = f"chronicle_cli_{os.getpid()}"
+    run_sync(_admin(pg_server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        env = {
+            "CHRONICLE_DATABASE_URL": with_database(pg_server_url, name),
+            "CHRONICLE_REDIS_URL": "redis://unused",
+            "CHRONICLE_DATA_DIR": str(tmp_path),
+        }
+        for _ in range(2):
+            assert f"schema at {head_revision()}" in chronicle("migrate", env=env).stdout
+
+        async def tables() -> set[str]:
+            import asyncpg
+
+            conn = await asyncpg.connect(env["CHRONICLE_DATABASE_URL"])
+            try:
+                return {
+                    r[0]
+                    for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                }
+            finally:
+                await conn.close()
+
+        assert {"events", "streams", "snapshots", "projection_checkpoints"} <= asyncio.run(tables())
+    finally:
+        run_sync(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
