@@ -32,7 +32,14 @@ class RunOptions:
     risk: RiskConfig = field(default_factory=RiskConfig)
     points: tuple[str, ...] = HOST_POINTS
     slots_per_point: int = 1
+    seeds: int | None = None  # total slots spread over the points; overrides slots_per_point
     device: str = "auto"
+
+    def slot_counts(self) -> list[int]:
+        if self.seeds is None:
+            return [self.slots_per_point] * len(self.points)
+        share, extra = divmod(self.seeds, len(self.points))
+        return [share + (1 if i < extra else 0) for i in range(len(self.points))]
 
 
 def select_device(preference: str = "auto") -> torch.device:
@@ -54,7 +61,9 @@ def build_tolaria(
     host = default_host(dataset.features, options.task.host_width, dataset.classes, options.training.seed)
     host = host.to(device)
     kasmina = Kasmina(options.kasmina, run_seed=options.training.seed, device=device)
-    kasmina.graft(host, options.points, dataset.val_x[:2], per_point=options.slots_per_point)
+    for point, count in zip(options.points, options.slot_counts(), strict=True):
+        if count:
+            kasmina.graft(host, [point], dataset.val_x[:2], per_point=count)
     tamiyo = Tamiyo(HeuristicPolicy(options.heuristic), RiskRules(options.risk))
     checkpoints = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
     return Tolaria(

@@ -1,0 +1,123 @@
+"""Running a training run as a command or a task: ``run_training`` and the ``train`` handler.
+
+The composition root for the triad: it builds the run, starts the flusher on this event loop,
+runs Tolaria in a worker thread (training is CPU/GPU-bound and must not block the loop the
+flusher and the rest of the process live on), and always drains the buffer before returning,
+so every lifecycle event emitted before the end is in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from core.events import uuid7
+from core.ports import EventLog
+from core.triad import run_events as ev
+from core.triad.assembly import RunOptions, build_tolaria
+from core.triad.emission import EmissionConfig, EventBuffer, Flusher, MetricsSink
+from core.triad.learning_rate import LearningRateSchedule
+from core.triad.tamiyo import HeuristicConfig, RiskConfig
+from core.triad.tolaria import RunSummary, Tolaria, TrainingConfig
+
+__all__ = ["DEFAULT_CHECKPOINT_ROOT", "options_from_payload", "run_training", "train_task"]
+
+DEFAULT_CHECKPOINT_ROOT = Path(".chronicle/runs")
+_KNOWN = {"run_id", "epochs", "seeds", "batch_size", "seed", "lr", "device", "checkpoint_every", "resume"}
+
+
+def options_from_payload(payload: Mapping[str, Any]) -> RunOptions:
+    """A task payload (or CLI flags) as run options; unknown keys are refused, not ignored."""
+    unknown = set(payload) - _KNOWN - {"checkpoint_dir", "tenant_id"}
+    if unknown:
+        raise ValueError(f"unknown train options {sorted(unknown)}; known: {sorted(_KNOWN)}")
+    epochs = int(payload.get("epochs", 40))
+    seeds = int(payload.get("seeds", 4))
+    training = TrainingConfig(
+        epochs=epochs,
+        batch_size=int(payload.get("batch_size", 128)),
+        seed=int(payload.get("seed", 0)),
+        checkpoint_every=int(payload.get("checkpoint_every", 1)),
+        learning_rate=LearningRateSchedule(base=float(payload.get("lr", 3e-2)), total_epochs=epochs),
+    )
+    return RunOptions(
+        run_id=str(payload.get("run_id") or uuid7().hex),
+        training=training,
+        heuristic=HeuristicConfig(max_live_seeds=max(seeds, 1)),
+        risk=RiskConfig(max_live_seeds=max(seeds, 1)),
+        seeds=seeds,
+        device=str(payload.get("device", "auto")),
+    )
+
+
+async def run_training(
+    options: RunOptions,
+    *,
+    event_log: EventLog,
+    metrics_sink: MetricsSink | None = None,
+    checkpoint_root: Path = DEFAULT_CHECKPOINT_ROOT,
+    resume: bool = False,
+    tenant_id: str | None = None,
+    emission: EmissionConfig | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) ``options.run_id``; events go to ``run-<run_id>``. Returns the summary
+    (accuracy with and without seeds, each fossilized seed's contribution) plus emission stats.
+
+    Cancelling the awaiting task asks Tolaria to stop at the next step and waits for it.
+    """
+    buffer = EventBuffer(emission)
+    metadata = {"run_id": options.run_id, **({"tenant_id": tenant_id} if tenant_id else {})}
+    flusher = Flusher(buffer, event_log, options.run_id, metrics_sink=metrics_sink, metadata=metadata)
+    tolaria = build_tolaria(options, sink=buffer, checkpoint_dir=checkpoint_root / options.run_id)
+    await flusher.start()
+    try:
+        if resume:
+            tolaria.resume()
+        summary = await _run_in_thread(tolaria)
+    except Exception as exc:
+        buffer.emit(ev.RUN_FAILED, {"epoch": tolaria.epoch, "reason": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        await flusher.close()
+    return {
+        **summary.to_data(),
+        "stream_id": flusher.stream_id,
+        "emission": dataclasses.asdict(flusher.stats()),
+    }
+
+
+async def _run_in_thread(tolaria: Tolaria) -> RunSummary:
+    future = asyncio.get_running_loop().run_in_executor(None, tolaria.run)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        tolaria.stop.set()
+        await future
+        raise
+
+
+async def train_task(
+    payload: Mapping[str, Any],
+    *,
+    event_log: EventLog,
+    metrics_sink: MetricsSink | None = None,
+    checkpoint_root: Path | None = None,
+) -> dict[str, Any]:
+    """The ``train`` task handler: a payload dict in, the run summary out.
+
+    Payload keys: run_id, epochs, seeds, batch_size, seed, lr, device, checkpoint_every, resume
+    (true: continue ``run_id`` from its last checkpoint), checkpoint_dir, tenant_id.
+    """
+    options = options_from_payload(payload)
+    root = Path(payload["checkpoint_dir"]) if "checkpoint_dir" in payload else checkpoint_root
+    return await run_training(
+        options,
+        event_log=event_log,
+        metrics_sink=metrics_sink,
+        checkpoint_root=root or DEFAULT_CHECKPOINT_ROOT,
+        resume=bool(payload.get("resume", False)),
+        tenant_id=payload.get("tenant_id"),
+    )
