@@ -3,42 +3,22 @@ database or Redis URL set, the embedded servers start in the data directory."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
-from api.logging import configure_logging
-from core.errors import ChronicleError, InvalidInput
+from api.runner import run_with_services
 from core.settings import Settings
-from eventstore.embedded import Services, services
+from eventstore.embedded import Services
 
-__all__ = ["app"]
-
-T = TypeVar("T")
+__all__ = ["app", "bench_app", "print_result"]
 
 app = typer.Typer(help="Chronicle: an event-sourced coordination backend.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print Chronicle's figures beside a raw ceiling.")
 app.add_typer(bench_app, name="bench")
-
-
-def _run(work: Callable[[Settings, Services], Coroutine[Any, Any, T]]) -> T:
-    """Start the configured (or embedded) servers, run ``work``, turn errors into one line."""
-    settings = Settings()
-    configure_logging(settings)
-    try:
-        with services(settings) as svc:
-            return asyncio.run(work(settings, svc))
-    except InvalidInput as exc:
-        typer.echo(f"chronicle: error: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    except ChronicleError as exc:
-        typer.echo(f"chronicle: error: {exc}", err=True)
-        raise typer.Exit(1) from exc
 
 
 @app.command()
@@ -49,7 +29,7 @@ def migrate() -> None:
     async def work(settings: Settings, svc: Services) -> None:
         await upgrade(svc.database_url)
 
-    _run(work)
+    run_with_services(work)
     typer.echo(f"schema at {head_revision()}")
 
 
@@ -58,7 +38,7 @@ def demo() -> None:
     """Append sample agent, task and conversation events and print them back as a table."""
     from api.demo import run_demo
 
-    _run(run_demo)
+    run_with_services(run_demo)
 
 
 @app.command("import")
@@ -74,7 +54,7 @@ def import_(
         with file.open(encoding="utf-8") as source:
             return await import_jsonl(svc.database_url, source, settings.max_event_bytes)
 
-    report = _run(work)
+    report = run_with_services(work)
     typer.echo(f"{report.lines} lines: {report.imported} imported, {report.already_stored} already stored")
 
 
@@ -97,7 +77,7 @@ def export(
             with out.open("w", encoding="utf-8") as sink:
                 return await export_jsonl(events, sink)
 
-    count = _run(work)
+    count = run_with_services(work)
     typer.echo(f"exported {count} events", err=True)
 
 
@@ -113,10 +93,10 @@ def bench_append(
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, duration=duration, read_all_events=events)
 
-    _print(_run(work), as_json)
+    print_result(run_with_services(work), as_json)
 
 
-def _print(result: dict[str, Any], as_json: bool) -> None:
+def print_result(result: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -129,5 +109,14 @@ def _print(result: dict[str, Any], as_json: bool) -> None:
     Console().print(table)
 
 
-def main() -> None:  # pragma: no cover - console script entry
-    app()
+def _register_features() -> None:
+    """Feature modules add their own commands, so each stays beside the code it drives."""
+    import importlib
+
+    for name in _FEATURES:
+        importlib.import_module(name).register(app, bench_app)
+
+
+# Each module named here defines register(app, bench_app).
+_FEATURES: tuple[str, ...] = ()
+_register_features()
