@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -47,6 +48,7 @@ class EventStore:
         self._settings = settings
         self._wakeup = Wakeup()
         self._listener = Listener(database_url, self._wakeup)
+        self._writer: asyncpg.Connection | None = None
         self._commit = GroupCommit(self._flush, settings.max_batch_events)
         self._closed = False
 
@@ -60,6 +62,9 @@ class EventStore:
             try:
                 async with pool.acquire() as conn:
                     await check_at_head(conn)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                await pool.close()
+                raise translate(exc, "connect") from exc
             except BaseException:
                 await pool.close()
                 raise
@@ -79,6 +84,7 @@ class EventStore:
             return
         self._closed = True
         await self._commit.close()
+        await self._drop_writer()
         self._wakeup.notify()
         await self._listener.close()
         try:
@@ -124,19 +130,19 @@ class EventStore:
 
     async def _flush(self, batch: list[Pending]) -> None:
         try:
-            conn = await self._pool.acquire()
+            writer = await self._writer_connection()
         except Exception as exc:
             error = translate(exc, "append")
             for pending in batch:
                 _fail(pending, error, exc)
             return
         try:
-            rows = await conn.fetch(_APPEND, *_append_args(batch))
+            rows = await writer.fetch(_APPEND, *_append_args(batch))
         except Exception as exc:
+            if is_connection_error(exc):
+                await self._drop_writer()
             await self._flush_failed(batch, exc)
             return
-        finally:
-            await self._pool.release(conn)
         start = 0
         for pending in batch:
             end = start + len(pending.appends)
@@ -144,6 +150,19 @@ class EventStore:
                 pending.future.set_result([Outcome(*row) for row in rows[start:end]])
             start = end
         self._wakeup.notify()
+
+    async def _writer_connection(self) -> asyncpg.Connection:
+        # The group-commit writer keeps one connection: handing it back to the pool after
+        # every batch would cost a reset round trip per transaction.
+        if self._writer is None or self._writer.is_closed():
+            self._writer = await self._pool.acquire()
+        return self._writer
+
+    async def _drop_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await self._pool.release(writer)
 
     async def _flush_failed(self, batch: list[Pending], exc: Exception) -> None:
         if is_connection_error(exc):

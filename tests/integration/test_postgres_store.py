@@ -170,3 +170,27 @@ async def test_migrations_upgrade_downgrade_upgrade(new_database: Callable[[], s
     await upgrade(url)
     async with await EventStore.connect(url) as store:
         assert (await store.append(stream(), [ev()])).stream_version == 1
+
+
+async def test_database_refusing_the_schema_check_is_a_chronicle_error(
+    new_database: Callable[[], str],
+) -> None:
+    """A role that may not read the schema gets StorageError at connect, not an asyncpg exception."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    url = new_database()
+    role = f"nobody_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE ROLE {role} LOGIN")
+        await conn.execute(f"REVOKE ALL ON SCHEMA public FROM {role}")
+        await conn.execute(f"REVOKE ALL ON alembic_version FROM {role}, PUBLIC")
+        parts = urlsplit(url)
+        netloc = parts.netloc.split("@", 1)[-1] if "@" in parts.netloc else parts.netloc
+        other = urlunsplit(parts._replace(netloc=f"{role}@{netloc}"))
+        with pytest.raises(StorageError, match="permission denied"):
+            await EventStore.connect(other, Settings(pool_size=2))
+    finally:
+        await conn.execute(f"DROP OWNED BY {role}")
+        await conn.execute(f"DROP ROLE {role}")
+        await conn.close()
