@@ -87,7 +87,7 @@ class _Record:
     age_epochs: int = 0
     contribution: float | None = None
     germinations: int = 0
-    moved_at_epoch: int = -1
+    moved_at_epoch: int | None = None  # the boundary that last moved the slot
 
 
 @dataclass(frozen=True, slots=True)
