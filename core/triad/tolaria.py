@@ -40,7 +40,6 @@ from core.triad.contracts import (
     SystemStatePacket,
     TelemetryPacket,
     Wait,
-    finite_or_none,
 )
 from core.triad.data import Dataset, batches
 from core.triad.emission import EventSink, NullEventSink
@@ -49,10 +48,11 @@ from core.triad.evaluation import Evaluation, FossilReport, evaluate, measure_co
 from core.triad.guards import BoundaryBudget, CircuitBreaker
 from core.triad.kasmina import Kasmina
 from core.triad.learning_rate import LearningRateController, LearningRateSchedule
+from core.triad.reporting import RunSummary, percentiles
 from core.triad.rollback import CheckpointInfo, CheckpointStore, FastRollback, capture, restore
 from core.triad.tamiyo import Tamiyo
 
-__all__ = ["RunSummary", "Tolaria", "TrainingConfig"]
+__all__ = ["RunSummary", "Tolaria", "TrainingConfig"]  # RunSummary re-exported for callers
 
 S = SeedStage
 _SEED_COMMANDS = frozenset(
@@ -75,46 +75,6 @@ class TrainingConfig:
     metrics_window: int = 8
     breaker_failures: int = 3
     breaker_cooldown_epochs: int = 3
-
-
-@dataclass(frozen=True, slots=True)
-class RunSummary:
-    run_id: str
-    epochs_completed: int
-    stopped: bool
-    val_loss: float
-    val_accuracy: float
-    val_accuracy_without_seeds: float
-    fossilized: tuple[FossilReport, ...]
-    final_stages: tuple[tuple[int, str], ...]
-    rollbacks: int
-    budget_overruns: int
-    boundary_ms: dict[str, dict[str, float]]
-    resumed_from_epoch: int | None
-
-    def to_data(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "epochs_completed": self.epochs_completed,
-            "stopped": self.stopped,
-            "val_loss": finite_or_none(self.val_loss),
-            "val_accuracy": self.val_accuracy,
-            "val_accuracy_without_seeds": self.val_accuracy_without_seeds,
-            "seed_gain": self.val_accuracy - self.val_accuracy_without_seeds,
-            "fossilized": [
-                {
-                    "slot": f.slot,
-                    "blueprint": f.blueprint.name if f.blueprint else None,
-                    "contribution": f.contribution,
-                }
-                for f in self.fossilized
-            ],
-            "final_stages": {str(slot): stage for slot, stage in self.final_stages},
-            "rollbacks": self.rollbacks,
-            "budget_overruns": self.budget_overruns,
-            "boundary_ms": self.boundary_ms,
-            "resumed_from_epoch": self.resumed_from_epoch,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,7 +462,7 @@ class Tolaria:
             final_stages=tuple((s.slot, s.stage.name) for s in self.kasmina.states()),
             rollbacks=self.rollbacks,
             budget_overruns=self.budget_overruns,
-            boundary_ms={part: _percentiles(values) for part, values in self.boundary_ms.items()},
+            boundary_ms={part: percentiles(values) for part, values in self.boundary_ms.items()},
             resumed_from_epoch=self.resumed_from,
         )
 
@@ -528,14 +488,3 @@ def _finite(packet: SystemStatePacket) -> bool:
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
-
-
-def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 4)
-
-    return {"p50": at(0.5), "p95": at(0.95), "p99": at(0.99), "max": round(ordered[-1], 4)}
