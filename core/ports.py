@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
+from uuid import UUID
 
 from core.events import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
 
@@ -50,6 +51,8 @@ class EventLog(Protocol):
         tenant_id: str | None = ...,
         page_size: int = ...,
     ) -> AsyncIterator[RecordedEvent]: ...
+
+    async def read_event(self, event_id: UUID) -> RecordedEvent | None: ...
 
     async def stream_version(self, stream_id: str) -> int: ...
 

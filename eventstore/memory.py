@@ -191,6 +191,11 @@ class InMemoryEventStore:
                 if position > len(self._log) and not self._closed:
                     await self._changed.wait()
 
+    async def read_event(self, event_id: UUID) -> RecordedEvent | None:
+        self._check_open()
+        found = self._by_id.get(event_id)
+        return _copy(found) if found is not None else None
+
     async def stream_version(self, stream_id: str) -> int:
         check_stream_id(stream_id)
         return len(self._streams.get(stream_id, []))

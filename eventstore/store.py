@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
+from uuid import UUID
 
 import asyncpg
 import structlog
@@ -26,7 +27,7 @@ from eventstore.group_commit import GroupCommit, Pending
 from eventstore.migrate import check_at_head
 from eventstore.outcomes import Outcome, expected_code, results
 from eventstore.pg import create_pool, is_connection_error, translate
-from eventstore.reads import LogFilter, read_all_sql, read_stream_sql
+from eventstore.reads import COLUMNS, LogFilter, read_all_sql, read_stream_sql
 from eventstore.wakeup import Listener, Wakeup
 
 __all__ = ["EventStore"]
@@ -38,6 +39,8 @@ _APPEND = (
     "$1::text[], $2::int[], $3::text[], $4::int[], $5::int[], $6::uuid[], $7::text[], "
     "$8::smallint[], $9::jsonb[], $10::jsonb[])"
 )
+# Built from the fixed column list; the event id is a bind parameter.
+_READ_EVENT = " ".join(("SELECT", COLUMNS, "FROM events WHERE event_id = $1"))
 
 
 class EventStore:
@@ -257,6 +260,15 @@ class EventStore:
         except StoreClosed:
             return []
         return [RecordedEvent(*row) for row in rows]
+
+    async def read_event(self, event_id: UUID) -> RecordedEvent | None:
+        """The stored event with this id, or None (one probe of the unique event_id index).
+
+        Command handling asks this when it loaded a stream from a snapshot and so did not read
+        the events a retried command may already have appended.
+        """
+        rows = await self._fetch(_READ_EVENT, event_id)
+        return RecordedEvent(*rows[0]) if rows else None
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""

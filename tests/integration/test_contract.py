@@ -135,6 +135,17 @@ async def test_event_id_reused_elsewhere_is_a_conflict(log: EventLog) -> None:
     assert await log.stream_version(s) == 1
 
 
+async def test_read_event_finds_a_stored_event_by_id_and_nothing_else(log: EventLog) -> None:
+    """read_event returns the stored event with that id, and None for an id never stored."""
+    s = stream()
+    first, second = ev(n=1), ev(n=2)
+    await log.append(s, [first, second], ExpectedVersion.NO_STREAM)
+    found = await log.read_event(second.id)
+    assert found is not None
+    assert (found.stream_id, found.stream_version, found.data) == (s, 2, {"n": 2})
+    assert await log.read_event(uuid.uuid4()) is None
+
+
 async def test_read_stream_ranges_and_direction(log: EventLog) -> None:
     """read_stream honours inclusive version bounds, both directions."""
     s = stream()
