@@ -17,6 +17,15 @@ therefore never stores it twice, by two checks that cover each other:
 - if two deliveries of the command race past that check, they append the same event ids and
   the event log answers the second with the first one's result and stores nothing new.
 
+A load from a snapshot or a cache does not hold the events before it, so for such a load the
+first check asks the log for the command's first event id (``EventLog.read_event``) instead of
+searching the loaded events.
+
+State. ``handle`` gets its state from a StateLoader: the whole stream by default, or a snapshot
+plus the tail, or a cache. A loader can only be behind the log, never ahead of it, and the
+append names the version the state was folded at, so a stale load ends in WrongExpectedVersion
+and a fresh reload, never in a lost update.
+
 Metadata. Every event records tenant_id, actor, command_id, command_type, correlation_id and
 causation_id. A command's events are caused by the command, so causation_id defaults to the
 command id; correlation_id defaults to it too, which makes the command the root of a new flow
@@ -34,6 +43,7 @@ from uuid import UUID
 from core.domain.contracts import DomainEvent, EventRegistry
 from core.domain.decider import Decider
 from core.domain.errors import CommandRetriesExhausted
+from core.domain.loading import Loaded, LogLoader, StateLoader, load
 from core.domain.registry import DOMAIN_EVENTS
 from core.errors import InvalidInput, WrongExpectedVersion
 from core.events import RecordedEvent, category_of, check_stream_id, uuid7
@@ -84,16 +94,6 @@ class CommandContext:
 
 
 @dataclass(frozen=True, slots=True)
-class Loaded(Generic[S]):
-    """A stream folded to its current state; ``version`` 0 means it has no events."""
-
-    stream_id: str
-    state: S
-    version: int
-    recorded: tuple[RecordedEvent, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class Handled(Generic[S]):
     """What handling a command did.
 
@@ -117,16 +117,6 @@ def command_event_id(stream_id: str, command_id: str, index: int) -> UUID:
     return uuid.uuid5(_COMMAND_NAMESPACE, f"{stream_id}\x1f{command_id}\x1f{index}")
 
 
-async def load(
-    log: EventLog, stream_id: str, decider: Decider[C, S], registry: EventRegistry = DOMAIN_EVENTS
-) -> Loaded[S]:
-    """Read ``stream_id`` from the start, upcast each event and fold it into the state."""
-    recorded = tuple(await log.read_stream(stream_id))
-    state = decider.fold(registry.read(event) for event in recorded)
-    version = recorded[-1].stream_version if recorded else 0
-    return Loaded(stream_id, state, version, recorded)
-
-
 async def handle(
     log: EventLog,
     stream_id: str,
@@ -136,8 +126,12 @@ async def handle(
     *,
     registry: EventRegistry = DOMAIN_EVENTS,
     max_attempts: int = 3,
+    loader: StateLoader | None = None,
 ) -> Handled[S]:
     """Decide ``command`` on the stream's current state and append the result atomically.
+
+    ``loader`` chooses where that state comes from (default: the whole stream from ``log``; a
+    SnapshotLoader or a cache may be passed). After a conflict it is asked for a fresh load.
 
     Raises what the decider raises (a CommandRefused, nothing written), CommandRetriesExhausted
     after ``max_attempts`` lost races, and the event log's own errors unchanged.
@@ -151,10 +145,11 @@ async def handle(
         metadata=context.metadata(command_id, type(command).__name__),
         registry=registry,
     )
+    loader = loader or LogLoader(log)
     conflict: WrongExpectedVersion | None = None
     for attempt in range(1, max_attempts + 1):
         try:
-            return await _attempt(log, request, command, decider, attempt)
+            return await _attempt(log, loader, request, command, decider, attempt)
         except WrongExpectedVersion as exc:
             conflict = exc
     raise CommandRetriesExhausted(stream_id, type(command).__name__, max_attempts) from conflict
@@ -175,13 +170,14 @@ class _Request:
 
 
 async def _attempt(
-    log: EventLog, request: _Request, command: C, decider: Decider[C, S], attempt: int
+    log: EventLog, loader: StateLoader, request: _Request, command: C, decider: Decider[C, S], attempt: int
 ) -> Handled[S]:
     """One load-decide-append round; raises WrongExpectedVersion when another writer won."""
-    loaded = await load(log, request.stream_id, decider, request.registry)
-    stored = _stored_by(loaded.recorded, request.stream_id, request.command_id) if request.idempotent else ()
-    if stored:
-        return _duplicate(loaded, request, stored, attempt)
+    loaded = await loader.load(request.stream_id, decider, request.registry, fresh=attempt > 1)
+    if request.idempotent:
+        loaded, stored = await _already_stored(log, loader, loaded, request, decider)
+        if stored:
+            return _duplicate(loaded, request, stored, attempt)
     events = tuple(decider.decide(command, loaded.state))
     if not events:
         return Handled(
@@ -193,10 +189,34 @@ async def _attempt(
     ]
     result = await log.append(request.stream_id, new_events, expected_version=loaded.version)
     state = decider.fold(events, loaded.state)
+    await loader.stored(request.stream_id, decider, state, result.stream_version)
     ids = tuple(event.id for event in new_events)
     return Handled(
         request.stream_id, request.command_id, state, result.stream_version, events, ids, False, attempt
     )
+
+
+async def _already_stored(
+    log: EventLog, loader: StateLoader, loaded: Loaded[S], request: _Request, decider: Decider[C, S]
+) -> tuple[Loaded[S], tuple[RecordedEvent, ...]]:
+    """The events this command already appended, and a state that includes them.
+
+    A load from a snapshot or a cache holds only the tail (or nothing) of the stream, so a
+    command whose events sit before it is looked up by its first event id instead (one index
+    probe). If the stored run ends past the loaded version, the load was stale (a cache behind
+    the log): a fresh load makes the duplicate report the stream's real state.
+    """
+    stored = _stored_by(loaded.recorded, request.stream_id, request.command_id)
+    if stored or loaded.snapshot_version == 0:
+        return loaded, stored
+    first = await log.read_event(command_event_id(request.stream_id, request.command_id, 0))
+    if first is None or first.stream_id != request.stream_id:
+        return loaded, ()
+    run = tuple(await log.read_stream(request.stream_id, from_version=first.stream_version))
+    stored = _stored_by(run, request.stream_id, request.command_id)
+    if stored and stored[-1].stream_version > loaded.version:
+        loaded = await loader.load(request.stream_id, decider, request.registry, fresh=True)
+    return loaded, stored
 
 
 def _check_target(stream_id: str, decider: Decider[Any, Any], max_attempts: int) -> None:
