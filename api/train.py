@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from core.errors import InvalidInput
 from core.events import uuid7
 from core.ports import EventLog
 from core.triad import run_events as ev
-from core.triad.assembly import RunOptions, build_tolaria
+from core.triad.assembly import RunOptions, build_tolaria, check_device
 from core.triad.emission import EmissionConfig, EventBuffer, Flusher, MetricsSink
 from core.triad.learning_rate import LearningRateSchedule
 from core.triad.tamiyo import HeuristicConfig, RiskConfig
@@ -33,7 +34,7 @@ def options_from_payload(payload: Mapping[str, Any]) -> RunOptions:
     """A task payload (or CLI flags) as run options; unknown keys are refused, not ignored."""
     unknown = set(payload) - _KNOWN - {"checkpoint_dir", "tenant_id"}
     if unknown:
-        raise ValueError(f"unknown train options {sorted(unknown)}; known: {sorted(_KNOWN)}")
+        raise InvalidInput(f"unknown train options {sorted(unknown)}; known: {sorted(_KNOWN)}")
     epochs = int(payload.get("epochs", 40))
     seeds = int(payload.get("seeds", 4))
     training = TrainingConfig(
@@ -49,7 +50,7 @@ def options_from_payload(payload: Mapping[str, Any]) -> RunOptions:
         heuristic=HeuristicConfig(max_live_seeds=max(seeds, 1)),
         risk=RiskConfig(max_live_seeds=max(seeds, 1)),
         seeds=seeds,
-        device=str(payload.get("device", "auto")),
+        device=check_device(payload.get("device", "auto")),
     )
 
 

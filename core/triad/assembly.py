@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from core.errors import InvalidInput
 from core.triad.data import HOST_POINTS, SpiralTask, default_host, make_dataset
 from core.triad.emission import EventSink
 from core.triad.kasmina import Kasmina, KasminaConfig
@@ -19,7 +20,7 @@ from core.triad.rollback import CheckpointStore
 from core.triad.tamiyo import HeuristicConfig, HeuristicPolicy, RiskConfig, RiskRules, Tamiyo
 from core.triad.tolaria import Tolaria, TrainingConfig
 
-__all__ = ["RunOptions", "build_tolaria", "select_device"]
+__all__ = ["RunOptions", "build_tolaria", "check_device", "select_device"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,19 @@ class RunOptions:
             return [self.slots_per_point] * len(self.points)
         share, extra = divmod(self.seeds, len(self.points))
         return [share + (1 if i < extra else 0) for i in range(len(self.points))]
+
+
+def check_device(value: object) -> str:
+    """A device name a run can use here: auto, cpu, cuda or cuda:N (a CUDA device must exist)."""
+    text = str(value)
+    if text in ("auto", "cpu"):
+        return text
+    if text == "cuda" or (text.startswith("cuda:") and text[5:].isdigit()):
+        index = int(text[5:]) if ":" in text else 0
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            raise InvalidInput(f"device {text!r}: no such CUDA device on this machine")
+        return text
+    raise InvalidInput(f"device {text!r}: use auto, cpu, cuda or cuda:N")
 
 
 def select_device(preference: str = "auto") -> torch.device:

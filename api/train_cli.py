@@ -1,0 +1,123 @@
+"""`chronicle train` and `chronicle bench triad`: the training hot loop from the command line."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+import typer
+
+from api.runner import run_with_services
+from core.settings import Settings
+from eventstore.embedded import Services
+
+__all__ = ["register"]
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.command()(train)
+    bench_app.command("triad")(bench_triad)
+
+
+def train(
+    epochs: Annotated[int, typer.Option(min=1, help="epochs to run")] = 40,
+    seeds: Annotated[int, typer.Option(min=0, help="seed slots grafted into the host")] = 4,
+    batch_size: Annotated[int, typer.Option(min=1)] = 128,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same run")] = 0,
+    lr: Annotated[float, typer.Option(min=0.0, help="base learning rate")] = 3e-2,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    resume: Annotated[str | None, typer.Option(help="RUN_ID to resume from its last checkpoint")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Train a host network that grows seeds (Tolaria-Kasmina-Tamiyo); every decision and seed
+    transition is recorded in the run's stream run-<id>, per-step metrics in Redis."""
+    from api.train import train_task
+    from eventstore import EventStore
+    from eventstore.migrate import upgrade
+    from eventstore.redis_metrics import RedisMetricsSink
+
+    payload: dict[str, Any] = {
+        "epochs": epochs,
+        "seeds": seeds,
+        "batch_size": batch_size,
+        "seed": seed,
+        "lr": lr,
+        "device": device,
+    }
+    if resume:
+        payload |= {"run_id": resume, "resume": True}
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        await upgrade(svc.database_url)
+        redis = aioredis.Redis.from_url(svc.redis_url)
+        try:
+            async with await EventStore.connect(svc.database_url, settings) as store:
+                return await train_task(
+                    payload,
+                    event_log=store,
+                    metrics_sink=RedisMetricsSink(redis),
+                    checkpoint_root=settings.data_dir / "runs",
+                )
+        finally:
+            await redis.aclose()
+
+    summary = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        _print_summary(summary)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"run {summary['run_id']}", show_header=False)
+    table.add_row("epochs completed", str(summary["epochs_completed"]))
+    table.add_row("validation accuracy with seeds", f"{summary['val_accuracy']:.4f}")
+    table.add_row("validation accuracy, seeds forced off", f"{summary['val_accuracy_without_seeds']:.4f}")
+    for seed in summary.get("fossilized", []):
+        table.add_row(
+            f"fossilized seed {seed.get('slot', '?')} contribution", str(seed.get("contribution", seed))
+        )
+    table.add_row("final seed stages", ", ".join(f"{k}: {v}" for k, v in summary["final_stages"].items()))
+    table.add_row("rollbacks / budget overruns", f"{summary['rollbacks']} / {summary['budget_overruns']}")
+    table.add_row("epoch boundary p95 (ms)", str(summary["boundary_ms"]["total"]["p95"]))
+    emission = summary["emission"]
+    table.add_row(
+        "events written / dropped metrics", f"{emission['events_written']} / {emission['metrics_dropped']}"
+    )
+    table.add_row("stream", summary["stream_id"])
+    console.print(table)
+    console.print(f"replay it: chronicle replay {summary['stream_id']} --steps")
+
+
+def bench_triad(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    quick: Annotated[bool, typer.Option(help="smaller runs, for a smoke test")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Epoch boundary, packet serialisation, emission cost, rollback, flusher rate, vs targets."""
+    from bench.triad import run
+    from eventstore import EventStore
+    from eventstore.migrate import upgrade
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        await upgrade(svc.database_url)
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            return await run(event_log=store, device=device, quick=quick)
+
+    result = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("figure", "measured", "unit", "target", "met")
+    for f in result["figures"]:
+        met = "" if f["met"] is None else ("yes" if f["met"] else "NO")
+        table.add_row(f["name"], f"{f['measured']:.4g}", f["unit"], str(f["target"] or ""), met)
+    Console().print(table)

@@ -1,0 +1,77 @@
+"""`chronicle train` records its run in the event log and its metrics in a capped Redis stream."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from core.triad.contracts import TelemetryPacket
+from eventstore import EventStore
+from eventstore.redis_metrics import RedisMetricsSink, metrics_key
+from tests.e2e.test_cli import chronicle
+
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
+
+async def test_train_writes_the_run_stream_and_resumes(
+    new_database: Callable[[], str], redis_url: str, tmp_path: Path
+) -> None:
+    """A short run lands in run-<id>; resuming it continues from its checkpoint in the same stream."""
+    env = {
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path),
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
+    summary = json.loads(chronicle("train", "--epochs", "3", "--seeds", "2", "--json", env=env).stdout)
+    assert summary["epochs_completed"] == 3
+    stream_id = summary["stream_id"]
+    async with await EventStore.connect(env["CHRONICLE_DATABASE_URL"]) as store:
+        first = await store.read_stream(stream_id)
+    assert len(first) == summary["emission"]["events_written"] > 0
+    assert "CheckpointSaved" in {e.type for e in first}
+    run_id = summary["run_id"]
+    resumed = json.loads(
+        chronicle("train", "--epochs", "5", "--seeds", "2", "--resume", run_id, "--json", env=env).stdout
+    )
+    assert resumed["resumed_from_epoch"] is not None and resumed["epochs_completed"] == 5
+    async with await EventStore.connect(env["CHRONICLE_DATABASE_URL"]) as store:
+        after = await store.read_stream(stream_id)
+    assert [e.event_id for e in after[: len(first)]] == [e.event_id for e in first]
+    assert len(after) > len(first)
+
+
+def test_unknown_device_is_one_error_line(
+    tmp_path: Path, new_database: Callable[[], str], redis_url: str
+) -> None:
+    """A device torch cannot use is refused with one line and a non-zero exit."""
+    env = {
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path),
+    }
+    result = chronicle("train", "--epochs", "1", "--device", "tpu9", env=env, check=False)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "chronicle: error:" in result.stderr
+
+
+async def test_metrics_stream_is_capped(redis_url: str) -> None:
+    """Metrics go to the run's Redis stream, trimmed near the cap instead of growing forever."""
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        sink = RedisMetricsSink(redis, cap=100)
+        run_id = "capped-test"
+        await redis.delete(metrics_key(run_id))
+        packets = [TelemetryPacket(epoch=0, step=i, metrics=(("loss", 1.0 / (i + 1)),)) for i in range(500)]
+        for start in range(0, 500, 50):
+            await sink.write(run_id, packets[start : start + 50])
+        rows = await sink.read(run_id, count=1000)
+        assert 100 <= len(rows) < 200
+        assert rows[-1]["step"] == 499
+    finally:
+        await redis.aclose()
