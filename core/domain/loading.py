@@ -20,15 +20,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
+from core.domain.agent import AGENT
 from core.domain.contracts import EventRegistry
+from core.domain.conversation import CONVERSATION
 from core.domain.decider import Decider
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.snapshots import Snapshot, SnapshotStore
+from core.domain.task import TASK
 from core.errors import InvalidInput
-from core.events import RecordedEvent
+from core.events import RecordedEvent, category_of, check_stream_id
 from core.ports import EventLog
 
 __all__ = [
+    "DECIDERS",
     "AtPosition",
     "AtTime",
     "AtVersion",
@@ -37,6 +41,7 @@ __all__ = [
     "SnapshotLoader",
     "StateLoader",
     "Target",
+    "decider_for",
     "load",
     "load_at",
 ]
@@ -46,6 +51,9 @@ S = TypeVar("S")
 # Position and time targets read the tail in pages and stop past the bound, so loading an early
 # point of a long stream with no snapshot near it never reads the rest of the stream at once.
 _PAGE = 1_000
+
+# Every aggregate by its stream category: what snapshots, time travel and recovery fold with.
+DECIDERS: dict[str, Decider[Any, Any]] = {d.category: d for d in (AGENT, TASK, CONVERSATION)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,3 +230,14 @@ class SnapshotLoader:
 
     async def stored(self, stream_id: str, decider: Decider[Any, S], state: S, version: int) -> None:
         return None
+
+
+def decider_for(stream_id: str) -> Decider[Any, Any]:
+    """The decider of the aggregate ``stream_id`` holds, by its category (``task-...``: TASK)."""
+    category = category_of(check_stream_id(stream_id))
+    try:
+        return DECIDERS[category]
+    except KeyError:
+        raise InvalidInput(
+            f"stream {stream_id!r}: no aggregate has category {category!r} (known: {', '.join(DECIDERS)})"
+        ) from None
