@@ -118,5 +118,5 @@ def _register_features() -> None:
 
 
 # Each module named here defines register(app, bench_app).
-_FEATURES: tuple[str, ...] = ("api.train_cli",)
+_FEATURES: tuple[str, ...] = ("api.train_cli", "api.replay_cli")
 _register_features()

@@ -1,0 +1,195 @@
+"""CLI commands for recovery and time travel: replay, diff, snapshot, snapshotter, recover, bench replay."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+import typer
+
+from api.runner import run_with_services
+from core.domain.loading import AtPosition, AtTime, AtVersion, Target, decider_for
+from core.errors import InvalidInput
+from core.settings import Settings
+from eventstore.embedded import Services
+
+__all__ = ["parse_target", "register"]
+
+AT_HELP = "a version (42), a global position (@1234) or an ISO 8601 time (2026-01-01T12:00:00+00:00)"
+
+
+def parse_target(text: str | None) -> Target | None:
+    """``42`` is a version, ``@1234`` a global position, anything else an ISO 8601 time."""
+    if text is None:
+        return None
+    if text.isdigit():
+        return AtVersion(int(text))
+    if text.startswith("@") and text[1:].isdigit():
+        return AtPosition(int(text[1:]))
+    try:
+        return AtTime(datetime.fromisoformat(text))
+    except ValueError as exc:
+        raise InvalidInput(f"--at {text!r} is not {AT_HELP}") from exc
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def replay(
+    stream: Annotated[str, typer.Argument(help="stream id, e.g. task-7f3c")],
+    at: Annotated[str | None, typer.Option(help=AT_HELP)] = None,
+    steps: Annotated[bool, typer.Option("--steps", help="print every event and the state after it")] = False,
+) -> None:
+    """Show a stream's state now or at a point in time, or step through it event by event."""
+    from eventstore import EventStore
+    from eventstore.snapshots import PostgresSnapshotStore
+    from projections.time_travel import state_at
+    from projections.time_travel import steps as walk
+
+    target = parse_target(at)
+    decider = decider_for(stream)
+
+    async def work(settings: Settings, svc: Services) -> None:
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            snapshots = await PostgresSnapshotStore.connect(svc.database_url)
+            try:
+                if steps:
+                    async for step in walk(store, snapshots, stream, until=target):
+                        line = {
+                            "version": step.stream_version,
+                            "position": step.global_position,
+                            "recorded_at": step.recorded_at,
+                            "type": step.event_type,
+                            "state": decider.state_to_json(step.state),
+                        }
+                        typer.echo(_json(line))
+                    return
+                loaded = await state_at(store, snapshots, stream, target)
+                typer.echo(
+                    _json(
+                        {
+                            "stream_id": stream,
+                            "version": loaded.version,
+                            "from_snapshot": loaded.snapshot_version,
+                            "state": decider.state_to_json(loaded.state),
+                        }
+                    )
+                )
+            finally:
+                await snapshots.close()
+
+    run_with_services(work)
+
+
+def diff(
+    stream: Annotated[str, typer.Argument(help="stream id")],
+    before: Annotated[str, typer.Argument(help="the earlier point: " + AT_HELP)],
+    after: Annotated[str | None, typer.Argument(help="the later point (default: now)")] = None,
+) -> None:
+    """Show what changed in a stream's state between two points."""
+    from eventstore import EventStore
+    from eventstore.snapshots import PostgresSnapshotStore
+    from projections.time_travel import compare
+
+    first, second = parse_target(before), parse_target(after)
+    assert first is not None
+
+    async def work(settings: Settings, svc: Services) -> None:
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            snapshots = await PostgresSnapshotStore.connect(svc.database_url)
+            try:
+                result = await compare(store, snapshots, stream, first, second)
+            finally:
+                await snapshots.close()
+        typer.echo(f"{stream}: version {result.before_version} -> {result.after_version}")
+        for change in result.changes:
+            typer.echo(f"  {change.path}: {_json(change.before)} -> {_json(change.after)}")
+
+    run_with_services(work)
+
+
+def snapshot(stream: Annotated[str, typer.Argument(help="stream id")]) -> None:
+    """Take a snapshot of a stream now (on demand), whatever the policy says."""
+    from eventstore import EventStore
+    from eventstore.snapshots import PostgresSnapshotStore
+    from eventstore.snapshotter import take_snapshot
+
+    async def work(settings: Settings, svc: Services) -> None:
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            snapshots = await PostgresSnapshotStore.connect(svc.database_url)
+            try:
+                taken = await take_snapshot(store, snapshots, stream)
+            finally:
+                await snapshots.close()
+        if taken is None:
+            typer.echo(f"{stream} has no events; no snapshot taken")
+        else:
+            typer.echo(f"{stream}: snapshot at version {taken.stream_version}")
+
+    run_with_services(work)
+
+
+def snapshotter(
+    every_events: Annotated[int, typer.Option(help="snapshot after this many events")] = 1_000,
+    every_seconds: Annotated[float | None, typer.Option(help="snapshot active streams this often")] = None,
+    every_mib: Annotated[float, typer.Option(help="snapshot after this many MiB of events")] = 10.0,
+) -> None:
+    """Run the background snapshotter until interrupted."""
+    from core.domain.snapshots import SnapshotPolicy
+    from eventstore import EventStore
+    from eventstore.snapshots import PostgresSnapshotStore
+    from eventstore.snapshotter import Snapshotter
+
+    policy = SnapshotPolicy(every_events, every_seconds, int(every_mib * 1024 * 1024))
+
+    async def work(settings: Settings, svc: Services) -> None:
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            snapshots = await PostgresSnapshotStore.connect(svc.database_url, keep=policy.keep)
+            try:
+                await Snapshotter(store, snapshots, policy).run()
+            finally:
+                await snapshots.close()
+
+    run_with_services(work)
+
+
+def recover_command() -> None:
+    """Rebuild live agents and in-flight tasks from the log and report how long it took."""
+    from eventstore import EventStore
+    from projections.recovery import recover
+
+    async def work(settings: Settings, svc: Services) -> None:
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            done = await recover(store)
+        typer.echo(
+            f"recovered {len(done.agents)} live agents and {len(done.tasks)} in-flight tasks "
+            f"from {done.events} events in {done.seconds:.3f} s (log position {done.position})"
+        )
+
+    run_with_services(work)
+
+
+def bench_replay(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    events: Annotated[int, typer.Option(help="events in the task stream")] = 10_000,
+    tasks: Annotated[int, typer.Option(help="in-flight tasks to recover")] = 10_000,
+) -> None:
+    """Rehydration with and without snapshots, replay throughput and recovery, beside the raw read."""
+    from api.cli import print_result
+    from bench.replay import run
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await run(svc.database_url, events=events, tasks=tasks)
+
+    print_result(run_with_services(work), as_json)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    app.command("replay")(replay)
+    app.command("diff")(diff)
+    app.command("snapshot")(snapshot)
+    app.command("snapshotter")(snapshotter)
+    app.command("recover")(recover_command)
+    bench_app.command("replay")(bench_replay)
