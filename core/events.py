@@ -31,6 +31,7 @@ __all__ = [
 
 _STREAM_ID = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}-[A-Za-z0-9_.:@=+-]{1,190}")
 _EVENT_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,127}")
+_known_types: set[object] = set()
 
 
 class ExpectedVersion(enum.Enum):
@@ -68,15 +69,46 @@ def check_stream_id(stream_id: object) -> str:
 
 
 def check_event_type(event_type: object) -> str:
+    if event_type in _known_types:  # a handful of types repeat across millions of events
+        return event_type  # type: ignore[return-value]  # only valid str are ever added
     if not isinstance(event_type, str) or not _EVENT_TYPE.fullmatch(event_type):
         raise InvalidEventType(
             event_type, "must be 1-128 letters, digits, '_' or '.', starting with a letter"
         )
+    if len(_known_types) < 10_000:
+        _known_types.add(event_type)
     return event_type
 
 
 def category_of(stream_id: str) -> str:
     return stream_id.split("-", 1)[0]
+
+
+class _Entropy:
+    """Random bytes from os.urandom, read 4 KiB at a time instead of one syscall per id.
+
+    The buffer is dropped in a forked child: a copy would hand parent and child the same
+    bytes, hence the same event ids, and a repeated id is taken for a retry and not stored.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._offset = 0
+        os.register_at_fork(after_in_child=self.reset)
+
+    def reset(self) -> None:
+        self._buffer, self._offset = b"", 0
+
+    def take(self, n: int) -> bytes:
+        if self._offset + n > len(self._buffer):
+            self._buffer, self._offset = os.urandom(4096), 0
+        start = self._offset
+        self._offset = start + n
+        return self._buffer[start : start + n]
+
+
+_entropy = _Entropy()
+_VERSION_AND_VARIANT = (0x7 << 76) | (0b10 << 62)
 
 
 def uuid7() -> UUID:
@@ -87,10 +119,10 @@ def uuid7() -> UUID:
     scattering them over every page, which matters once the log holds millions of events.
     """
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    rand = int.from_bytes(_entropy.take(10), "big")
     rand_a = rand >> 68  # 12 bits
     rand_b = rand & ((1 << 62) - 1)
-    return UUID(int=(ms << 80) | (0x7 << 76) | (rand_a << 64) | (0b10 << 62) | rand_b)
+    return UUID(int=(ms << 80) | _VERSION_AND_VARIANT | (rand_a << 64) | rand_b)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,3 +63,24 @@ def test_recorded_event_decodes_lazily_and_compares_by_content() -> None:
     assert a.data == {"a": 1} and a._data is not None
     assert a == b and hash(a) == hash(b)
     assert category_of("task-1-2") == "task"
+
+
+def test_forked_child_never_repeats_the_parents_event_ids() -> None:
+    """After fork, the child draws fresh randomness: its next ids differ from the parent's."""
+    import os
+
+    uuid7()  # fill the parent's entropy buffer so the child would inherit it
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report five ids, leave without running pytest's exit handlers
+        os.write(write, b"".join(uuid7().bytes for _ in range(5)))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 80)
+    os.close(read)
+    os.waitpid(pid, 0)
+    parent = b"".join(uuid7().bytes for _ in range(5))
+    child_random = {child[i * 16 + 6 : i * 16 + 16] for i in range(5)}
+    parent_random = {parent[i * 16 + 6 : i * 16 + 16] for i in range(5)}
+    assert len(child) == 80
+    assert child_random.isdisjoint(parent_random)
