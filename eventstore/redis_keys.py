@@ -1,0 +1,18 @@
+"""Every Redis key Chronicle's event-store layer writes, in one place.
+
+Keys that belong to one stream carry the stream id as a Redis Cluster hash tag (``{...}``), so
+whatever else is ever keyed by the same stream lands on the same shard and can be touched by one
+script or one MULTI. Stream ids cannot contain braces (``core.events.check_stream_id``), so the
+tag is always exactly the stream id.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PREFIX", "state_key"]
+
+PREFIX = "chronicle"
+
+
+def state_key(stream_id: str) -> str:
+    """The cached aggregate state of ``stream_id`` (eventstore.state_cache)."""
+    return f"{PREFIX}:state:{{{stream_id}}}"
