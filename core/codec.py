@@ -16,9 +16,16 @@ from uuid import UUID
 import orjson
 
 from core.errors import EventTooLarge, InvalidEventData, InvalidInput
-from core.events import NewEvent, Version, check_event_type, check_expected_version, check_stream_id
+from core.events import (
+    NewEvent,
+    StreamAppend,
+    Version,
+    check_event_type,
+    check_expected_version,
+    check_stream_id,
+)
 
-__all__ = ["EncodedAppend", "EncodedEvent", "encode_append", "encode_json"]
+__all__ = ["EncodedAppend", "EncodedEvent", "encode_append", "encode_json", "encode_multi"]
 
 # Tenant ids name row-level-security partitions and appear in the hash chain's canonical
 # bytes, so they are kept to a plain alphabet.
@@ -74,6 +81,20 @@ def encode_append(
             f"stream {stream_id!r}: one append carries several tenants {sorted(map(str, tenants))}"
         )
     return EncodedAppend(stream_id, expected, tenants.pop(), tuple(encoded))
+
+
+def encode_multi(appends: Sequence[StreamAppend], max_event_bytes: int) -> tuple[EncodedAppend, ...]:
+    """Validate a multi-stream append: each stream once, each event id once."""
+    if not appends:
+        raise InvalidInput("append_multi needs at least one StreamAppend")
+    encoded = tuple(
+        encode_append(a.stream_id, a.events, a.expected_version, max_event_bytes) for a in appends
+    )
+    if len({a.stream_id for a in encoded}) != len(encoded):
+        raise InvalidInput("append_multi names a stream twice; merge its events into one StreamAppend")
+    if len({e.event_id for a in encoded for e in a.events}) != sum(len(a.events) for a in encoded):
+        raise InvalidInput("append_multi carries an event id twice")
+    return encoded
 
 
 def _tenant_of(event: NewEvent) -> str | None:

@@ -11,8 +11,8 @@ from types import TracebackType
 from typing import Self
 from uuid import UUID
 
-from core.codec import EncodedAppend, encode_append
-from core.errors import InvalidInput, StoreClosed
+from core.codec import EncodedAppend, encode_append, encode_multi
+from core.errors import StoreClosed
 from core.events import (
     AppendResult,
     ExpectedVersion,
@@ -62,16 +62,7 @@ class InMemoryEventStore:
         return (await self._commit((encoded,)))[0]
 
     async def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
-        if not appends:
-            raise InvalidInput("append_multi needs at least one StreamAppend")
-        encoded = tuple(
-            encode_append(a.stream_id, a.events, a.expected_version, self._settings.max_event_bytes)
-            for a in appends
-        )
-        if len({a.stream_id for a in encoded}) != len(encoded):
-            raise InvalidInput("append_multi names a stream twice; merge its events into one StreamAppend")
-        if len({e.event_id for a in encoded for e in a.events}) != sum(len(a.events) for a in encoded):
-            raise InvalidInput("append_multi carries an event id twice")
+        encoded = encode_multi(appends, self._settings.max_event_bytes)
         return await self._commit(encoded)
 
     async def _commit(self, appends: tuple[EncodedAppend, ...]) -> list[AppendResult]:

@@ -12,8 +12,8 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from core.codec import EncodedAppend, encode_append
-from core.errors import AppendOutcomeUnknown, InvalidInput, StoreClosed
+from core.codec import EncodedAppend, encode_append, encode_multi
+from core.errors import AppendOutcomeUnknown, StoreClosed
 from core.events import (
     AppendResult,
     ExpectedVersion,
@@ -113,16 +113,7 @@ class EventStore:
 
     async def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: all commit, or none does."""
-        if not appends:
-            raise InvalidInput("append_multi needs at least one StreamAppend")
-        encoded = tuple(
-            encode_append(a.stream_id, a.events, a.expected_version, self._settings.max_event_bytes)
-            for a in appends
-        )
-        if len({a.stream_id for a in encoded}) != len(encoded):
-            raise InvalidInput("append_multi names a stream twice; merge its events into one StreamAppend")
-        if len({e.event_id for a in encoded for e in a.events}) != sum(len(a.events) for a in encoded):
-            raise InvalidInput("append_multi carries an event id twice")
+        encoded = encode_multi(appends, self._settings.max_event_bytes)
         return await self._submit(encoded)
 
     async def _submit(self, appends: tuple[EncodedAppend, ...]) -> list[AppendResult]:
