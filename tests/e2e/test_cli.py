@@ -43,7 +43,7 @@ def cli_env(new_database: Callable[[], str], redis_url: str, tmp_path: Path) -> 
 def test_demo_prints_the_events_it_wrote(cli_env: dict[str, str]) -> None:
     """`chronicle demo` appends agent, task and conversation events and prints them back."""
     out = chronicle("demo", env=cli_env).stdout
-    for word in ("AgentRegistered", "TaskAssigned", "MessageDelivered", "8 events appended"):
+    for word in ("AgentRegistered", "TaskAssigned", "MessageAcknowledged", "9 events appended", "completed"):
         assert word in out
 
 
@@ -55,10 +55,10 @@ def test_export_then_import_moves_every_event(
     dump = tmp_path / "log.jsonl"
     chronicle("export", "--out", str(dump), env=cli_env)
     exported = [orjson.loads(line) for line in dump.read_text().splitlines()]
-    assert len(exported) == 8
+    assert len(exported) == 9
     target = {**cli_env, "CHRONICLE_DATABASE_URL": new_database()}
-    assert "8 imported, 0 already stored" in chronicle("import", str(dump), env=target).stdout
-    assert "0 imported, 8 already stored" in chronicle("import", str(dump), env=target).stdout
+    assert "9 imported, 0 already stored" in chronicle("import", str(dump), env=target).stdout
+    assert "0 imported, 9 already stored" in chronicle("import", str(dump), env=target).stdout
     copy = tmp_path / "copy.jsonl"
     chronicle("export", "--out", str(copy), env=target)
     imported = [orjson.loads(line) for line in copy.read_text().splitlines()]
