@@ -11,6 +11,7 @@ import typer
 from api.runner import run_with_services
 from core.domain.loading import AtPosition, AtTime, AtVersion, Target, decider_for
 from core.errors import InvalidInput
+from core.events import category_of, check_stream_id
 from core.settings import Settings
 from eventstore.embedded import Services
 
@@ -51,6 +52,9 @@ def replay(
     async def work(settings: Settings, svc: Services) -> None:
         # Parsed in here so bad input gets run_with_services' one-line error, not a traceback.
         target = parse_target(at)
+        if category_of(check_stream_id(stream)) == "run":
+            await _replay_run(stream, svc.database_url, settings, target)
+            return
         decider = decider_for(stream)
         async with await EventStore.connect(svc.database_url, settings) as store:
             snapshots = await PostgresSnapshotStore.connect(svc.database_url)
@@ -81,6 +85,22 @@ def replay(
                 await snapshots.close()
 
     run_with_services(work)
+
+
+async def _replay_run(stream: str, database_url: str, settings: Settings, target: Target | None) -> None:
+    """A training run has no aggregate state: show it epoch by epoch instead."""
+    from rich.console import Console
+
+    from api.run_history import render_run_history, run_history
+    from eventstore import EventStore
+
+    if target is not None and not isinstance(target, AtVersion):
+        raise InvalidInput("a run stream replays to a version (--at N), not to a position or a time")
+    async with await EventStore.connect(database_url, settings) as store:
+        events = await store.read_stream(stream, to_version=target.version if target else None)
+    if not events:
+        raise InvalidInput(f"stream {stream!r} holds no events")
+    Console(width=max(Console().width, 140)).print(render_run_history(run_history(events), title=stream))
 
 
 def diff(

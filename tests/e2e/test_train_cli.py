@@ -75,3 +75,21 @@ async def test_metrics_stream_is_capped(redis_url: str) -> None:
         assert rows[-1]["step"] == 499
     finally:
         await redis.aclose()
+
+
+def test_replay_of_a_run_shows_it_epoch_by_epoch(
+    new_database: Callable[[], str], redis_url: str, tmp_path: Path
+) -> None:
+    """`chronicle replay run-<id> --steps` prints one table row per epoch with seed stages."""
+    env = {
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path),
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
+    summary = json.loads(chronicle("train", "--epochs", "4", "--seeds", "2", "--json", env=env).stdout)
+    out = chronicle("replay", summary["stream_id"], "--steps", env=env).stdout
+    rows = [line for line in out.splitlines() if line.startswith("│")]
+    epochs = [line.split("│")[1].strip() for line in rows]
+    assert [e for e in epochs if e.isdigit()] == ["0", "1", "2", "3"]  # epochs count from 0
+    assert "DORMANT" in out or "GERMINATED" in out or "TRAINING" in out
