@@ -268,17 +268,29 @@ class Tamiyo:
         self._report_rules = _ReportRules()
 
     def decide(self, packet: SystemStatePacket) -> Decision:
-        reports = self._file_reports(packet)
+        # The policy and the risk rules run first: if either raises, no due report has been
+        # taken off the pending list yet, and the conservative path files them instead.
         proposal = self.policy.propose(packet)
         replacement = self.risk.review(packet, proposal)
+        reports = self._file_reports(packet)
         chosen = replacement or proposal
         issued_by = "risk" if replacement is not None else "policy"
         command = self._issue(packet, chosen, issued_by)
         return Decision(command, reports, proposal if replacement is not None else None)
 
-    def conservative(self, packet: SystemStatePacket, reason: str) -> AdaptationCommand:
-        """What Tolaria uses when Tamiyo's breaker is open: wait, still reported on."""
-        return self._issue(packet, Proposal(Wait(), reason), "conservative")
+    def conservative(self, packet: SystemStatePacket, reason: str) -> Decision:
+        """What Tolaria issues when the policy is unavailable: a wait, numbered and reported on
+        like any decision. Pure bookkeeping, it never calls the policy."""
+        reports = self._file_reports(packet)
+        return Decision(self._issue(packet, Proposal(Wait(), reason), "conservative"), reports, None)
+
+    def override(
+        self, packet: SystemStatePacket, replaced: AdaptationCommand, proposal: Proposal, issued_by: str
+    ) -> AdaptationCommand:
+        """Tolaria's safety rules replace a command before it is applied: the replaced one will
+        never act, so it gets no report; the replacement gets one like any decision."""
+        self._pending = [p for p in self._pending if p.command_id != replaced.command_id]
+        return self._issue(packet, proposal, issued_by)
 
     def _issue(self, packet: SystemStatePacket, proposal: Proposal, issued_by: str) -> AdaptationCommand:
         command = AdaptationCommand(

@@ -39,7 +39,6 @@ from core.triad.contracts import (
     SeedStage,
     SystemStatePacket,
     TelemetryPacket,
-    Wait,
 )
 from core.triad.data import Dataset, batches
 from core.triad.emission import EventSink, NullEventSink
@@ -50,7 +49,7 @@ from core.triad.kasmina import Kasmina
 from core.triad.learning_rate import LearningRateController, LearningRateSchedule
 from core.triad.reporting import RunSummary, percentiles
 from core.triad.rollback import CheckpointInfo, CheckpointStore, FastRollback, capture, restore
-from core.triad.tamiyo import Tamiyo
+from core.triad.tamiyo import Proposal, Tamiyo
 
 __all__ = ["RunSummary", "Tolaria", "TrainingConfig"]  # RunSummary re-exported for callers
 
@@ -306,9 +305,14 @@ class Tolaria:
                 for report in decision.field_reports:
                     self.sink.emit(ev.FIELD_REPORT_FILED, report)
         if command is None:
-            command = AdaptationCommand(0, epoch, Wait(), "conservative", "tamiyo unavailable")
+            fallback = self.tamiyo.conservative(packet, "tamiyo unavailable")
+            command = fallback.command
+            for report in fallback.field_reports:
+                self.sink.emit(ev.FIELD_REPORT_FILED, report)
         if not _finite(packet) and command.kind is not CommandKind.ROLL_BACK:
-            command = AdaptationCommand(0, epoch, RollBack(), "tolaria", "non-finite loss or gradient")
+            command = self.tamiyo.override(
+                packet, command, Proposal(RollBack(), "non-finite loss or gradient"), "tolaria"
+            )
         self.sink.emit(ev.DECISION_MADE, command)
         return command
 

@@ -123,3 +123,38 @@ def test_on_the_default_task_fossilized_seeds_raise_validation_accuracy() -> Non
     assert summary.fossilized, summary
     assert all(f.contribution >= 0.005 for f in summary.fossilized)
     assert summary.val_accuracy > summary.val_accuracy_without_seeds + 0.05
+
+
+def test_conservative_waits_are_numbered_and_reported_on() -> None:
+    """With Tamiyo's policy failing, each conservative wait still gets its own id and a report."""
+    sink = RecordingSink()
+    tolaria = small_run(sink, epochs=5, breaker_failures=2, breaker_cooldown_epochs=10)
+    tolaria.tamiyo.policy = ExplodingPolicy()
+    tolaria.run()
+    decisions: list[AdaptationCommand] = sink.of_type(ev.DECISION_MADE)
+    ids = [d.command_id for d in decisions]
+    assert 0 not in ids and len(set(ids)) == len(ids) == 5
+    reported = [r.command_id for r in sink.of_type(ev.FIELD_REPORT_FILED)]
+    assert reported == ids[:-1], "every decision but the last is reported on one epoch later"
+
+
+def test_a_forced_rollback_is_reported_and_the_command_it_replaced_is_not() -> None:
+    """With Tamiyo unreachable, a non-finite loss replaces the conservative wait with Tolaria's
+    own rollback: the rollback is reported on, the replaced wait (never applied) is not."""
+    sink = RecordingSink()
+
+    def poison(epoch: int, step: int) -> None:
+        if epoch == 2 and step == 1:
+            with torch.no_grad():
+                next(tolaria.host.parameters()).fill_(math.nan)
+
+    tolaria = small_run(sink, epochs=4, on_step=poison, breaker_failures=1, breaker_cooldown_epochs=10)
+    tolaria.tamiyo.policy = ExplodingPolicy()
+    tolaria.run()
+    decisions: list[AdaptationCommand] = sink.of_type(ev.DECISION_MADE)
+    (forced,) = [d for d in decisions if d.issued_by == "tolaria"]
+    assert forced.kind is CommandKind.ROLL_BACK and forced.command_id > 0
+    reported = {r.command_id for r in sink.of_type(ev.FIELD_REPORT_FILED)}
+    assert forced.command_id in reported
+    assert reported <= {d.command_id for d in decisions}, "a report for a command that was never applied"
+    assert len(reported) == len(decisions) - 1, "every decision but the last is reported on"
