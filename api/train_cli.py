@@ -28,6 +28,9 @@ def train(
     lr: Annotated[float, typer.Option(min=0.0, help="base learning rate")] = 3e-2,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
     resume: Annotated[str | None, typer.Option(help="RUN_ID to resume from its last checkpoint")] = None,
+    baseline: Annotated[
+        bool, typer.Option(help="also train the host alone (no seeds, same data and epochs) to compare")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Train a host network that grows seeds (Tolaria-Kasmina-Tamiyo); every decision and seed
@@ -53,12 +56,15 @@ def train(
         redis = aioredis.Redis.from_url(svc.redis_url)
         try:
             async with await EventStore.connect(svc.database_url, settings) as store:
-                return await train_task(
-                    payload,
-                    event_log=store,
-                    metrics_sink=RedisMetricsSink(redis),
-                    checkpoint_root=settings.data_dir / "runs",
-                )
+                sink, root = RedisMetricsSink(redis), settings.data_dir / "runs"
+                summary = await train_task(payload, event_log=store, metrics_sink=sink, checkpoint_root=root)
+                if baseline:
+                    # "Seeds forced off" measures a network trained with its seeds; a host trained
+                    # alone on the same data for the same epochs is the fair comparison.
+                    alone = {k: v for k, v in payload.items() if k not in ("run_id", "resume")} | {"seeds": 0}
+                    host = await train_task(alone, event_log=store, metrics_sink=sink, checkpoint_root=root)
+                    summary["host_alone"] = {"run_id": host["run_id"], "val_accuracy": host["val_accuracy"]}
+                return summary
         finally:
             await redis.aclose()
 
@@ -73,15 +79,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     table = Table(title=f"run {summary['run_id']}", show_header=False)
     table.add_row("epochs completed", str(summary["epochs_completed"]))
     table.add_row("validation accuracy with seeds", f"{summary['val_accuracy']:.4f}")
     table.add_row("validation accuracy, seeds forced off", f"{summary['val_accuracy_without_seeds']:.4f}")
-    for seed in summary.get("fossilized", []):
+    if "host_alone" in summary:
         table.add_row(
-            f"fossilized seed {seed.get('slot', '?')} contribution", str(seed.get("contribution", seed))
+            "validation accuracy, host trained alone", f"{summary['host_alone']['val_accuracy']:.4f}"
         )
+    for seed in summary["fossilized"]:
+        name = f"seed {seed['slot']} ({seed['blueprint']}) fossilized, contribution"
+        table.add_row(name, f"{seed['contribution']:+.4f}")
     table.add_row("final seed stages", ", ".join(f"{k}: {v}" for k, v in summary["final_stages"].items()))
     table.add_row("rollbacks / budget overruns", f"{summary['rollbacks']} / {summary['budget_overruns']}")
     table.add_row("epoch boundary p95 (ms)", str(summary["boundary_ms"]["total"]["p95"]))
