@@ -191,7 +191,8 @@ class EventStore:
         that does not exist reads as an empty list.
         """
         check_stream_id(stream_id)
-        rows = await self._fetch(read_stream_sql(backwards), stream_id, from_version, to_version or 2**31 - 1)
+        last = to_version if to_version is not None else 2**31 - 1  # 0 is an empty range, not "no bound"
+        rows = await self._fetch(read_stream_sql(backwards), stream_id, from_version, last)
         return [RecordedEvent(*row) for row in rows]
 
     async def read_all(

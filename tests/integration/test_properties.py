@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from core.ports import EventLog
@@ -118,6 +118,8 @@ async def test_read_all_matches_the_model(
 
 
 @common
+@example(stream_id=STREAMS[0], first=1, last=0, backwards=False)  # an empty range, not "no bound"
+@example(stream_id=STREAMS[0], first=1, last=0, backwards=True)
 @given(
     stream_id=st.sampled_from(STREAMS),
     first=st.integers(1, 60),
