@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from core.domain.contracts import DomainEvent, UnknownEvent
-from core.domain.decider import with_changes
+from core.domain.decider import with_changes, with_changes_to
 from core.domain.errors import UnexpectedEvent
 from core.domain.serialization import from_json_value, to_json_value
 from core.domain.task.events import (
@@ -84,14 +84,20 @@ class TaskState:
         return from_json_value(cls, data)
 
 
+# Progress reports and lease renewals are most of a long task stream, so their copies are built
+# once, ahead of the fold (see ``with_changes_to``).
+_progressed = with_changes_to(TaskState, "progress", "updated_at")
+_lease_renewed = with_changes_to(TaskState, "lease_expires_at", "updated_at")
+
+
 def evolve(state: TaskState, event: DomainEvent | UnknownEvent) -> TaskState:
     """The state after ``event``. Facts are applied as recorded, without re-checking rules."""
     # Progress reports and lease renewals are most of a long task stream: match them first.
     match event:
         case TaskProgressed():
-            return with_changes(state, progress=event.percent, updated_at=event.at)
+            return _progressed(state, event.percent, event.at)
         case TaskLeaseRenewed():
-            return with_changes(state, lease_expires_at=event.lease_expires_at, updated_at=event.at)
+            return _lease_renewed(state, event.lease_expires_at, event.at)
         case TaskSubmitted():
             return _submitted(event)
         case TaskAssigned():
