@@ -113,3 +113,14 @@ def redis_url() -> Iterator[str]:
         embedded_redis(Path(tmp)) as embedded_url,
     ):
         yield embedded_url
+
+
+_SERVICE_DIRS = ("integration", "e2e", "reliability")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m filters on the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under integration/, e2e/ and reliability/ talks to real servers: mark it so."""
+    for item in items:
+        if any(part in _SERVICE_DIRS for part in item.path.parts):
+            item.add_marker(pytest.mark.integration)
