@@ -35,7 +35,7 @@ def migrate() -> None:
 
 @app.command()
 def demo() -> None:
-    """Append sample agent, task and conversation events and print them back as a table."""
+    """An agent takes a task and reports back through the deciders; the events are printed back."""
     from api.demo import run_demo
 
     run_with_services(run_demo)

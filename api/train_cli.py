@@ -33,8 +33,10 @@ def train(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
-    """Train a host network that grows seeds (Tolaria-Kasmina-Tamiyo); every decision and seed
-    transition is recorded in the run's stream run-<id>, per-step metrics in Redis."""
+    """Train a host that grows seeds (Tolaria-Kasmina-Tamiyo), recorded in the stream run-<id>.
+
+    Every decision and seed transition is an event in run-<id>; per-step metrics go to Redis.
+    """
     from api.train import train_task
     from eventstore import EventStore
     from eventstore.migrate import upgrade
