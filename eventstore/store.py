@@ -122,20 +122,34 @@ class EventStore:
         outcomes = await self._commit.submit(appends)
         return results(appends, outcomes)
 
-    async def _flush(self, batch: list[Pending]) -> None:
+    async def _flush(self, batch: list[Pending], lost: BaseException | None = None) -> None:
+        """Write one batch. ``lost``: the error that killed the previous attempt at it.
+
+        A connection that dies with the call in flight leaves the outcome unknown: the
+        transaction may have committed. The batch is then sent once more on a fresh
+        connection, which is safe because every event id is fixed: requests that did commit
+        come back as duplicates with their original results, the others are written now.
+        Only if that attempt fails as well do the callers get AppendOutcomeUnknown.
+        """
         try:
             writer = await self._writer_connection()
         except Exception as exc:
-            error = translate(exc, "append")
             for pending in batch:
-                _fail(pending, error, exc)
+                _fail(pending, _unknown(lost) if lost else translate(exc, "append"), lost or exc)
             return
         try:
             rows = await writer.fetch(_APPEND, *_append_args(batch))
         except Exception as exc:
-            if is_connection_error(exc):
+            if not is_connection_error(exc):
+                await self._flush_refused(batch, exc)
+            elif lost is None:
                 await self._drop_writer()
-            await self._flush_failed(batch, exc)
+                log.warning("append.connection_lost_retrying", error=str(exc), batch=len(batch))
+                await self._flush(batch, lost=exc)
+            else:
+                await self._drop_writer()
+                for pending in batch:
+                    _fail(pending, _unknown(exc), exc)
             return
         start = 0
         for pending in batch:
@@ -158,16 +172,8 @@ class EventStore:
             with contextlib.suppress(Exception):
                 await self._pool.release(writer)
 
-    async def _flush_failed(self, batch: list[Pending], exc: Exception) -> None:
-        if is_connection_error(exc):
-            # The connection died with the call in flight: the transaction may have committed.
-            error: Exception = AppendOutcomeUnknown(
-                f"append: the connection failed during the append ({exc}); "
-                "retry with the same events: a committed append returns its original result"
-            )
-            for pending in batch:
-                _fail(pending, error, exc)
-        elif len(batch) > 1:
+    async def _flush_refused(self, batch: list[Pending], exc: Exception) -> None:
+        if len(batch) > 1:
             # Something in one request made the database refuse the whole batch. Writing each
             # request on its own fails only the request at fault.
             log.warning("append.batch_refused", error=str(exc), batch=len(batch))
@@ -282,6 +288,13 @@ class EventStore:
             if self._closed:
                 raise StoreClosed("the event store is closed") from exc
             raise translate(exc, "read") from exc
+
+
+def _unknown(cause: BaseException) -> AppendOutcomeUnknown:
+    return AppendOutcomeUnknown(
+        f"append: the connection failed during the append, twice ({cause}); retry with the same "
+        "events: an append that did commit returns its original result"
+    )
 
 
 def _fail(pending: Pending, error: Exception, cause: BaseException) -> None:

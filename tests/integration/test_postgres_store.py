@@ -105,10 +105,31 @@ async def test_request_the_database_refuses_fails_only_itself(new_database: Call
         assert [await store.stream_version(s) for s in streams] == [1] * len(streams)
 
 
-async def test_connection_lost_mid_append_is_retriable_and_never_duplicates(
+async def _kill_waiting_append(admin: asyncpg.Connection, skip: set[int]) -> int:
+    """Terminate the backend that waits for the append lock; return its pid.
+
+    Found through pg_locks (an advisory lock's objid is its key's low 32 bits), not through
+    pg_stat_activity's query text, which can still show an earlier statement.
+    """
+    for _ in range(1000):  # until the append is waiting for the lock
+        pid = await admin.fetchval(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+            "AND objid = $1 AND NOT (pid = ANY($2))",
+            APPEND_LOCK & 0xFFFFFFFF,
+            list(skip),
+        )
+        if pid:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            return int(pid)
+        await asyncio.sleep(0.01)
+    raise AssertionError("the append never reached the database")
+
+
+async def test_connection_lost_mid_append_is_retried_once_and_never_duplicates(
     store: EventStore, database_url: str
 ) -> None:
-    """Killing the connection during an append raises AppendOutcomeUnknown; a retry stores once."""
+    """Killing the writer's connection mid-append: the batch goes again on a fresh connection,
+    the caller sees success, and the events are stored once."""
     s = stream()
     events = [ev(i=1), ev(i=2)]
     blocker = await asyncpg.connect(database_url)
@@ -117,26 +138,42 @@ async def test_connection_lost_mid_append_is_retriable_and_never_duplicates(
         await tx.start()
         await blocker.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
         append = asyncio.create_task(store.append(s, events))
-        pid = None
-        for _ in range(500):  # until the append is waiting for the lock
-            pid = await blocker.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE query LIKE '%chronicle_append%' "
-                "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
-            )
-            if pid:
-                break
-            await asyncio.sleep(0.01)
-        assert pid, "the append never reached the database"
-        await blocker.execute("SELECT pg_terminate_backend($1)", pid)
-        with pytest.raises(AppendOutcomeUnknown):
-            await append
-        await tx.rollback()
+        await _kill_waiting_append(blocker, set())
+        await tx.rollback()  # let the retry through
+        result = await append
     finally:
         await blocker.close()
-    first = await store.append(s, events)
-    again = await store.append(s, events)
-    assert first == again
+    assert result.stream_version == 2
     assert [e.data["i"] for e in await store.read_stream(s)] == [1, 2]
+
+
+async def test_partition_during_append_is_outcome_unknown_and_a_retry_stores_once(database_url: str) -> None:
+    """With the network cut mid-append and still cut for the retry, the caller gets
+    AppendOutcomeUnknown; once healed, retrying the same events stores them exactly once."""
+    from tests.integration.proxy import CuttableProxy
+
+    proxy = CuttableProxy(database_url)
+    s = stream()
+    events = [ev(i=1), ev(i=2)]
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with await EventStore.connect(await proxy.start(), Settings(pool_size=2)) as store:
+            tx = blocker.transaction()
+            await tx.start()
+            await blocker.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
+            append = asyncio.create_task(store.append(s, events))
+            await _kill_waiting_append(blocker, set())  # make sure the append is in flight...
+            proxy.cut()  # ...then partition: the retry cannot reach the server either
+            with pytest.raises(AppendOutcomeUnknown):
+                await append
+            await tx.rollback()
+            proxy.heal()
+            first = await store.append(s, events)
+            assert await store.append(s, events) == first
+            assert [e.data["i"] for e in await store.read_stream(s)] == [1, 2]
+    finally:
+        await blocker.close()
+        await proxy.close()
 
 
 async def test_unreachable_database_is_a_retriable_error() -> None:
