@@ -21,11 +21,11 @@ import orjson
 from core.codec import EncodedAppend, encode_append
 from core.errors import InvalidInput, TenantMismatch
 from core.events import ExpectedVersion, NewEvent, RecordedEvent
-from eventstore.pg import connect, translate
+from eventstore.pg import APPEND_LOCK, connect, translate
+from eventstore.wakeup import CHANNEL
 
 __all__ = ["ImportReport", "export_jsonl", "import_jsonl", "parse_lines"]
 
-APPEND_LOCK = 7_291_033_451  # the lock of chronicle_append (migrations 0001)
 _IDS = uuid.UUID("6f1d7c1e-3a52-4c4e-9d0b-5b2f8e1a7c44")
 _ANY = ExpectedVersion.ANY
 
@@ -170,7 +170,7 @@ async def _import_chunk(conn: asyncpg.Connection, chunk: list[_Line]) -> int:
         if mismatch is not None:
             raise TenantMismatch(mismatch["stream_id"], mismatch["stream_tenant"], mismatch["tenant_id"])
         inserted, _ = await conn.fetchrow(_INSERT)
-        await conn.execute("SELECT pg_notify('chronicle_events', '')")
+        await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
     return int(inserted)
 
 

@@ -12,7 +12,11 @@ import asyncpg
 
 from core.errors import ChronicleError, StoreUnavailable
 
-__all__ = ["StorageError", "connect", "create_pool", "is_connection_error", "translate"]
+__all__ = ["APPEND_LOCK", "StorageError", "connect", "create_pool", "is_connection_error", "translate"]
+
+# The advisory lock every writer of `events` holds until it commits (see chronicle_append in
+# revision 0001, which keeps its own frozen copy of the key).
+APPEND_LOCK = 7_291_033_451
 
 # SQLSTATE classes that mean "the connection or the server went away", not "your data is bad".
 _CONNECTION_STATES = ("08", "57P01", "57P02", "57P03", "53300")

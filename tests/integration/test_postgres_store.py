@@ -13,10 +13,9 @@ from core.errors import AppendOutcomeUnknown, SchemaNotAtHead, StoreUnavailable
 from core.settings import Settings
 from eventstore import EventStore, NewEvent, StorageError
 from eventstore.migrate import downgrade, upgrade
+from eventstore.pg import APPEND_LOCK
 
 pytestmark = pytest.mark.integration
-
-APPEND_LOCK = 7_291_033_451
 
 
 def ev(**data: object) -> NewEvent:

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import signal
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import asyncpg
 import orjson
@@ -17,11 +12,10 @@ from core.domain import TASK
 from core.domain.loading import AtVersion, load_at
 from eventstore import EventStore
 from eventstore.blobs import digest_of
+from tests.reliability.crash import kill_after
 from tests.reliability.crash_snapshotter import STREAMS
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_killed_snapshotter_leaves_only_whole_snapshots_and_blobs(
@@ -29,21 +23,7 @@ async def test_killed_snapshotter_leaves_only_whole_snapshots_and_blobs(
 ) -> None:
     """SIGKILL mid-write: each stored snapshot equals the replay at its version; each blob fits its digest."""
     url = new_database()
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.reliability.crash_snapshotter",
-        url,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert child.stdout is not None
-    for _ in range(24):
-        assert await asyncio.wait_for(child.stdout.readline(), 60), "the child exited early"
-    child.send_signal(signal.SIGKILL)
-    await child.wait()
+    await kill_after("tests.reliability.crash_snapshotter", url, lines=24, timeout=60)
 
     conn = await asyncpg.connect(url)
     try:

@@ -1,0 +1,30 @@
+"""Run a child process under load and kill it with SIGKILL part-way, as a crash would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def kill_after(module: str, database_url: str, lines: int, timeout: float) -> None:
+    """Start ``python -m module URL``, wait for ``lines`` progress lines, then SIGKILL it."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        database_url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert child.stdout is not None
+    for _ in range(lines):  # let it get well under way, then kill it with writes in flight
+        assert await asyncio.wait_for(child.stdout.readline(), timeout), f"{module} exited early"
+    child.send_signal(signal.SIGKILL)
+    await child.wait()
