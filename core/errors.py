@@ -11,6 +11,7 @@ ChronicleError
 │   └── WrongExpectedVersion                 the stream was not at the expected version
 ├── EventIdConflict                          an event id is already stored elsewhere
 ├── TenantMismatch                           the stream belongs to another tenant
+├── StreamNotFound                           a read of a stream's state found no events at all
 ├── RetriableError                           retrying with the same event ids is safe
 │   ├── StoreUnavailable                     the database could not be reached
 │   └── AppendOutcomeUnknown                 the connection died while an append was in flight
@@ -35,6 +36,7 @@ __all__ = [
     "SchemaNotAtHead",
     "StoreClosed",
     "StoreUnavailable",
+    "StreamNotFound",
     "TenantMismatch",
     "WrongExpectedVersion",
 ]
@@ -122,6 +124,19 @@ class TenantMismatch(ChronicleError):
             f"stream {stream_id!r} belongs to tenant {stream_tenant!r}; "
             f"the events carry tenant {event_tenant!r}"
         )
+
+
+class StreamNotFound(ChronicleError):
+    """A stream's state was asked for, but the stream has no events (it was never written).
+
+    Command handling never raises it: deciding on a new stream starts from the initial state.
+    Reads of a state (time travel, replay, diff) do, so a mistyped id is not shown as an
+    empty state at version 0.
+    """
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        super().__init__(f"stream {stream_id!r} does not exist (it has no events)")
 
 
 class RetriableError(ChronicleError):
