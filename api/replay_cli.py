@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from api.runner import run_with_services
-from core.domain.loading import AtPosition, AtTime, AtVersion, Target, decider_for
-from core.errors import InvalidInput
+from core.domain.loading import AtPosition, AtTime, AtVersion, Target, decider_for, require_stream
+from core.errors import InvalidInput, StreamNotFound
 from core.events import category_of, check_stream_id
 from core.settings import Settings
 from eventstore.embedded import Services
@@ -98,8 +98,8 @@ async def _replay_run(stream: str, database_url: str, settings: Settings, target
         raise InvalidInput("a run stream replays to a version (--at N), not to a position or a time")
     async with await EventStore.connect(database_url, settings) as store:
         events = await store.read_stream(stream, to_version=target.version if target else None)
-    if not events:
-        raise InvalidInput(f"stream {stream!r} holds no events")
+        if not events:
+            await require_stream(store, stream, target)
     Console(width=max(Console().width, 140)).print(render_run_history(run_history(events), title=stream))
 
 
@@ -142,10 +142,9 @@ def snapshot(stream: Annotated[str, typer.Argument(help="stream id")]) -> None:
                 taken = await take_snapshot(store, snapshots, stream)
             finally:
                 await snapshots.close()
-        if taken is None:
-            typer.echo(f"{stream} has no events; no snapshot taken")
-        else:
-            typer.echo(f"{stream}: snapshot at version {taken.stream_version}")
+        if taken is None:  # take_snapshot's answer for a stream with no events
+            raise StreamNotFound(stream)
+        typer.echo(f"{stream}: snapshot at version {taken.stream_version}")
 
     run_with_services(work)
 

@@ -4,6 +4,9 @@ All of it is ``core.domain.loading.load_at`` (newest usable snapshot at or befor
 plus the tail) and the aggregate's ``evolve``. Events this code cannot read (written by newer
 code, or of a retired contract) are folded leniently: they show up in the steps as unknown and
 leave the state unchanged, so a debugging session never dies on one odd event.
+
+Each of them raises ``StreamNotFound`` when the stream has no events at all (a mistyped id); a
+point before an existing stream's first event is the initial state at version 0.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ async def state_at(
     *,
     registry: EventRegistry = DOMAIN_EVENTS,
 ) -> Loaded[Any]:
-    """The stream's state at ``target`` (default: now)."""
+    """The stream's state at ``target`` (default: now); StreamNotFound if it has no events."""
     decider = decider_for(stream_id)
     return await load_at(log, snapshots, stream_id, decider, target, registry, lenient=True)
 
@@ -73,13 +76,12 @@ async def steps(
     """Each event after version ``after`` up to ``until``, with the state after it.
 
     The walk starts from the state at ``after`` (a snapshot helps there), then reads the
-    stream in pages, so stepping through a long stream holds one page at a time.
+    stream in pages, so stepping through a long stream holds one page at a time. Raises
+    StreamNotFound, before yielding anything, when the stream has no events.
     """
     decider: Decider[Any, Any] = decider_for(stream_id)
     last = (await state_at(log, snapshots, stream_id, until, registry=registry)).version
-    state = (
-        await load_at(log, snapshots, stream_id, decider, AtVersion(after), registry, lenient=True)
-    ).state
+    state = await _start(log, snapshots, stream_id, decider, after, registry)
     version = after
     while version < last:
         page = await log.read_stream(
@@ -101,6 +103,21 @@ async def steps(
         version = page[-1].stream_version
 
 
+async def _start(
+    log: EventLog,
+    snapshots: SnapshotStore | None,
+    stream_id: str,
+    decider: Decider[Any, Any],
+    after: int,
+    registry: EventRegistry,
+) -> Any:
+    """The state at version ``after``. At 0 that is the initial state, with no read: the stream is
+    already known to exist, and loading version 0 would cost a probe that proves it again."""
+    if after == 0:
+        return decider.initial_state
+    return (await load_at(log, snapshots, stream_id, decider, AtVersion(after), registry, lenient=True)).state
+
+
 async def compare(
     log: EventLog,
     snapshots: SnapshotStore | None,
@@ -110,7 +127,10 @@ async def compare(
     *,
     registry: EventRegistry = DOMAIN_EVENTS,
 ) -> Comparison:
-    """What changed in the stream's state between two points (``after`` defaults to now)."""
+    """What changed in the stream's state between two points (``after`` defaults to now).
+
+    StreamNotFound if the stream has no events; a point before its first event is version 0.
+    """
     decider = decider_for(stream_id)
     old = await state_at(log, snapshots, stream_id, before, registry=registry)
     new = await state_at(log, snapshots, stream_id, after, registry=registry)

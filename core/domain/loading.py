@@ -11,6 +11,13 @@ Targets: the latest state (None), ``AtVersion(k)`` (the first k events), ``AtPos
 Within one stream a higher version always has a higher position (appends take one lock, so
 insert order is commit order), so the last two are also prefixes of the stream, and the tail
 read can stop at the first event past the bound.
+
+A stream that does not exist. Reads of a state (``load_at`` and everything built on it) raise
+``StreamNotFound`` when the stream has no events at all, so a mistyped id is never shown as an
+empty state. A point before an existing stream's first event (version 0, an earlier position or
+time) is not that: it is the initial state at version 0. Command handling is the other side:
+``load``, ``LogLoader`` and ``SnapshotLoader`` never raise it, because a command on a new stream
+is decided from the initial state at version 0.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from core.domain.decider import Decider
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.snapshots import Snapshot, SnapshotStore
 from core.domain.task import TASK
-from core.errors import InvalidInput
+from core.errors import InvalidInput, StreamNotFound
 from core.events import RecordedEvent, category_of, check_stream_id
 from core.ports import EventLog
 
@@ -44,6 +51,7 @@ __all__ = [
     "decider_for",
     "load",
     "load_at",
+    "require_stream",
 ]
 
 S = TypeVar("S")
@@ -58,7 +66,8 @@ DECIDERS: dict[str, Decider[Any, Any]] = {d.category: d for d in (AGENT, TASK, C
 
 @dataclass(frozen=True, slots=True)
 class Loaded(Generic[S]):
-    """A stream folded to ``version``; 0 means it has no events (at that point).
+    """A stream folded to ``version``; 0 means no event is folded (a new stream, or a point before
+    the stream's first event).
 
     ``recorded`` holds the events folded after ``snapshot_version``: the whole stream when no
     snapshot was used (``snapshot_version`` 0), otherwise only the tail.
@@ -119,7 +128,10 @@ class StateLoader(Protocol):
 async def load(
     log: EventLog, stream_id: str, decider: Decider[Any, S], registry: EventRegistry = DOMAIN_EVENTS
 ) -> Loaded[S]:
-    """Read ``stream_id`` from the start, upcast each event and fold it into the state."""
+    """Read ``stream_id`` from the start, upcast each event and fold it into the state.
+
+    This is command handling's load: a stream with no events is the initial state at version 0.
+    """
     recorded = tuple(await log.read_stream(stream_id))
     state = decider.fold(registry.read(event) for event in recorded)
     version = recorded[-1].stream_version if recorded else 0
@@ -138,9 +150,39 @@ async def load_at(
 ) -> Loaded[S]:
     """The state of ``stream_id`` at ``target`` (default: now), from the best snapshot and the tail.
 
-    ``lenient`` folds events this code cannot read as UnknownEvent (which leave the state as it
-    is) instead of raising: time-travel tools use it on logs written by newer code.
+    Raises StreamNotFound when the stream has no events at all; a target before the first event
+    of a stream that has some gives the initial state at version 0. ``lenient`` folds events
+    this code cannot read as UnknownEvent (which leave the state as it is) instead of raising:
+    time-travel tools use it on logs written by newer code.
     """
+    loaded = await _fold_at(log, snapshots, stream_id, decider, target, registry, lenient)
+    if loaded.version == 0:
+        await require_stream(log, stream_id, target)
+    return loaded
+
+
+async def require_stream(log: EventLog, stream_id: str, target: Target | None) -> None:
+    """Raise StreamNotFound unless ``stream_id`` has events; call it when a read from version 1
+    up to ``target`` found none.
+
+    Versions start at 1 and are contiguous, so an empty read up to now or up to a version >= 1
+    already proves the stream has no events. Version 0, a position or a time may fall before the
+    stream's first event, so only then is the log asked (one probe).
+    """
+    read_proves_it = target is None or (isinstance(target, AtVersion) and target.version > 0)
+    if read_proves_it or await log.stream_version(stream_id) == 0:
+        raise StreamNotFound(stream_id)
+
+
+async def _fold_at(
+    log: EventLog,
+    snapshots: SnapshotStore | None,
+    stream_id: str,
+    decider: Decider[Any, S],
+    target: Target | None,
+    registry: EventRegistry,
+    lenient: bool = False,
+) -> Loaded[S]:
     snapshot = await _usable_snapshot(snapshots, stream_id, decider, target)
     state, version = decider.initial_state, 0
     if snapshot is not None:
@@ -225,8 +267,9 @@ class SnapshotLoader:
     async def load(
         self, stream_id: str, decider: Decider[Any, S], registry: EventRegistry, *, fresh: bool = False
     ) -> Loaded[S]:
-        # A snapshot is never newer than the log, so even a fresh load may start from one.
-        return await load_at(self._log, self._snapshots, stream_id, decider, None, registry)
+        # A snapshot is never newer than the log, so even a fresh load may start from one. Not
+        # load_at: a new stream is no error here, and handling must not pay for a probe.
+        return await _fold_at(self._log, self._snapshots, stream_id, decider, None, registry)
 
     async def stored(self, stream_id: str, decider: Decider[Any, S], state: S, version: int) -> None:
         return None

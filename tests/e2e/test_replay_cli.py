@@ -68,3 +68,51 @@ def test_replay_of_an_unknown_stream_is_one_error_line(demo: tuple[dict[str, str
     result = chronicle("replay", "not a stream", env=env, check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "chronicle: error:" in result.stderr
+
+
+@pytest.fixture
+def empty_log(new_database: Callable[[], str], redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path),
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
+
+
+NEVER_WRITTEN = "task-0000never0written"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("replay", NEVER_WRITTEN),
+        ("replay", NEVER_WRITTEN, "--at", "0"),
+        ("replay", NEVER_WRITTEN, "--at", "3"),
+        ("replay", NEVER_WRITTEN, "--at", "@1000"),
+        ("replay", NEVER_WRITTEN, "--at", "2026-01-01T12:00:00+00:00"),
+        ("replay", NEVER_WRITTEN, "--steps"),
+        ("replay", "run-0000never0written", "--steps"),
+        ("diff", NEVER_WRITTEN, "0", "2"),
+        ("snapshot", NEVER_WRITTEN),
+    ],
+    ids=lambda args: " ".join(args[:1] + args[2:]) + (" (run)" if args[1].startswith("run-") else ""),
+)
+def test_a_stream_that_was_never_written_is_one_error_line(
+    empty_log: dict[str, str], args: tuple[str, ...]
+) -> None:
+    """A well-formed id with no events exits 1 with one stderr line naming it, and prints nothing else."""
+    result = chronicle(*args, env=empty_log, check=False)
+    assert result.returncode == 1, result.stdout
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"chronicle: error: stream {args[1]!r} does not exist (it has no events)"
+    ]
+
+
+def test_a_point_before_the_first_event_is_version_zero(demo: tuple[dict[str, str], str]) -> None:
+    """--at 0 on a stream that exists shows its initial state at version 0; it is no error."""
+    env, task = demo
+    at_zero = json.loads(chronicle("replay", task, "--at", "0", env=env).stdout.strip().splitlines()[-1])
+    assert (at_zero["stream_id"], at_zero["version"], at_zero["from_snapshot"]) == (task, 0, 0)
+    assert f"{task}: version 0 -> 4" in chronicle("diff", task, "0", env=env).stdout
