@@ -13,7 +13,7 @@ ChronicleError
 ├── TenantMismatch                           the stream belongs to another tenant
 ├── StreamNotFound                           a read of a stream's state found no events at all
 ├── RetriableError                           retrying with the same event ids is safe
-│   ├── StoreUnavailable                     the database could not be reached
+│   ├── StoreUnavailable                     the database is away; nothing was written
 │   └── AppendOutcomeUnknown                 the connection died while an append was in flight
 ├── StoreClosed                              the store was closed
 └── SchemaNotAtHead                          the database needs `chronicle migrate`
@@ -144,7 +144,10 @@ class RetriableError(ChronicleError):
 
 
 class StoreUnavailable(RetriableError):
-    """The database could not be reached; nothing was sent."""
+    """The database could not be reached, or gave up on the call for a transient reason.
+
+    Nothing was written. The same store works again as soon as the server does.
+    """
 
 
 class AppendOutcomeUnknown(RetriableError):

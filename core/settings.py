@@ -25,9 +25,16 @@ class Settings(BaseSettings):
     max_batch_events: int = Field(
         default=5000, gt=0, description="most events group commit puts in one transaction"
     )
-    pool_size: int = Field(default=8, gt=1, description="PostgreSQL connections per store")
+    pool_size: int = Field(
+        default=8, gt=1, description="PostgreSQL connections per store: one writer, the rest for reads"
+    )
     poll_interval: float = Field(
         default=1.0, gt=0, description="seconds a subscriber waits for a notification before polling"
+    )
+    reconnect_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="seconds a subscription waits for the database to come back before it raises",
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -26,7 +26,7 @@ from typing import Any, Self
 import asyncpg
 
 from core.errors import ChronicleError, InvalidInput
-from eventstore.pg import create_pool, translate
+from eventstore.pg import DRIVER_ERRORS, create_pool, fetch, translate
 
 __all__ = ["BlobCorrupt", "BlobNotFound", "BlobRef", "BlobStore", "digest_of"]
 
@@ -111,12 +111,9 @@ class BlobStore:
             raise InvalidInput(f"grace_seconds must be >= 0, got {grace_seconds}")
         try:
             status = await self._pool.execute(_COLLECT, float(grace_seconds))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, "collect blobs") from exc
         return int(status.split()[-1])
 
     async def _fetch(self, sql: str, *args: Any, op: str) -> list[Any]:
-        try:
-            return list(await self._pool.fetch(sql, *args))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise translate(exc, op) from exc
+        return await fetch(self._pool, op, sql, *args)

@@ -21,7 +21,7 @@ import orjson
 from core.codec import EncodedAppend, encode_append
 from core.errors import InvalidInput, TenantMismatch
 from core.events import ExpectedVersion, NewEvent, RecordedEvent
-from eventstore.pg import APPEND_LOCK, connect, translate
+from eventstore.pg import APPEND_LOCK, DRIVER_ERRORS, close_connection, connect, translate
 from eventstore.wakeup import CHANNEL
 
 __all__ = ["ImportReport", "export_jsonl", "import_jsonl", "parse_lines"]
@@ -148,10 +148,10 @@ async def import_jsonl(
     try:
         for start in range(0, len(lines), chunk_size):
             imported += await _import_chunk(conn, lines[start : start + chunk_size])
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except DRIVER_ERRORS as exc:
         raise translate(exc, "import") from exc
     finally:
-        await conn.close()
+        await close_connection(conn)
     return ImportReport(len(lines), imported, len(lines) - imported)
 
 

@@ -24,7 +24,7 @@ import orjson
 from core.domain.snapshots import Snapshot
 from core.errors import InvalidInput
 from core.events import check_stream_id
-from eventstore.pg import create_pool, translate
+from eventstore.pg import DRIVER_ERRORS, create_pool, fetch, translate
 
 __all__ = ["InMemorySnapshotStore", "PostgresSnapshotStore"]
 
@@ -97,7 +97,7 @@ class PostgresSnapshotStore:
                     snapshot.recorded_at,
                 )
                 await conn.execute(_RETAIN, snapshot.stream_id, snapshot.schema_version, self._keep)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except DRIVER_ERRORS as exc:
             raise translate(exc, "save snapshot") from exc
 
     async def latest(
@@ -121,10 +121,7 @@ class PostgresSnapshotStore:
         return [_snapshot(stream_id, row) for row in rows]
 
     async def _fetch(self, sql: str, *args: Any, op: str) -> list[Any]:
-        try:
-            return list(await self._pool.fetch(sql, *args))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
-            raise translate(exc, op) from exc
+        return await fetch(self._pool, op, sql, *args)
 
 
 def _snapshot(stream_id: str, row: Any) -> Snapshot:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -13,7 +12,7 @@ import asyncpg
 import structlog
 
 from core.codec import EncodedAppend, encode_append, encode_multi
-from core.errors import AppendOutcomeUnknown, StoreClosed
+from core.errors import AppendOutcomeUnknown, ChronicleError, StoreClosed, StoreUnavailable
 from core.events import (
     AppendResult,
     ExpectedVersion,
@@ -25,8 +24,17 @@ from core.events import (
 from core.settings import Settings
 from eventstore.group_commit import GroupCommit, Pending
 from eventstore.migrate import check_at_head
+from eventstore.outage import Outage
 from eventstore.outcomes import Outcome, expected_code, results
-from eventstore.pg import create_pool, is_connection_error, translate
+from eventstore.pg import (
+    DRIVER_ERRORS,
+    close_connection,
+    connect,
+    create_pool,
+    fetch,
+    is_connection_error,
+    translate,
+)
 from eventstore.reads import COLUMNS, LogFilter, read_all_sql, read_stream_sql
 from eventstore.wakeup import Listener, Wakeup
 
@@ -48,6 +56,7 @@ class EventStore:
 
     def __init__(self, pool: asyncpg.Pool, database_url: str, settings: Settings) -> None:
         self._pool = pool
+        self._database_url = database_url
         self._settings = settings
         self._wakeup = Wakeup()
         self._listener = Listener(database_url, self._wakeup)
@@ -60,12 +69,13 @@ class EventStore:
         cls, database_url: str, settings: Settings | None = None, *, check_schema: bool = True
     ) -> EventStore:
         settings = settings or Settings()
-        pool = await create_pool(database_url, settings.pool_size)
+        # The group-commit writer has a connection of its own: the pool holds the others.
+        pool = await create_pool(database_url, settings.pool_size - 1)
         if check_schema:
             try:
                 async with pool.acquire() as conn:
                     await check_at_head(conn)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            except DRIVER_ERRORS as exc:
                 await pool.close()
                 raise translate(exc, "connect") from exc
             except BaseException:
@@ -87,7 +97,9 @@ class EventStore:
             return
         self._closed = True
         await self._commit.close()
-        await self._drop_writer()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await close_connection(writer)
         self._wakeup.notify()
         await self._listener.close()
         try:
@@ -129,27 +141,28 @@ class EventStore:
         transaction may have committed. The batch is then sent once more on a fresh
         connection, which is safe because every event id is fixed: requests that did commit
         come back as duplicates with their original results, the others are written now.
-        Only if that attempt fails as well do the callers get AppendOutcomeUnknown.
+        Once an attempt was lost, only an outcome the database decided settles a request;
+        any failure of the second attempt leaves it unknown (AppendOutcomeUnknown).
         """
         try:
             writer = await self._writer_connection()
-        except Exception as exc:
+        except ChronicleError as exc:  # could not connect: this attempt sent nothing
             for pending in batch:
-                _fail(pending, _unknown(lost) if lost else translate(exc, "append"), lost or exc)
+                _fail(pending, _unknown(lost, exc) if lost else exc, exc)
             return
         try:
             rows = await writer.fetch(_APPEND, *_append_args(batch))
-        except Exception as exc:
+        except DRIVER_ERRORS as exc:
             if not is_connection_error(exc):
-                await self._flush_refused(batch, exc)
-            elif lost is None:
-                await self._drop_writer()
+                await self._flush_refused(batch, exc, lost)
+                return
+            self._drop_writer()
+            if lost is None:
                 log.warning("append.connection_lost_retrying", error=str(exc), batch=len(batch))
                 await self._flush(batch, lost=exc)
             else:
-                await self._drop_writer()
                 for pending in batch:
-                    _fail(pending, _unknown(exc), exc)
+                    _fail(pending, _unknown(lost, exc), exc)
             return
         start = 0
         for pending in batch:
@@ -160,27 +173,30 @@ class EventStore:
         self._wakeup.notify()
 
     async def _writer_connection(self) -> asyncpg.Connection:
-        # The group-commit writer keeps one connection: handing it back to the pool after
-        # every batch would cost a reset round trip per transaction.
+        # The group-commit writer keeps one connection of its own, outside the pool. Handing a
+        # pooled one back after every batch would cost a reset round trip per transaction, and
+        # holding one for good does not work either: when the server closes a pooled
+        # connection, asyncpg detaches it from its holder and then refuses every call on it,
+        # is_closed() included, so a store that kept it could never append again.
         if self._writer is None or self._writer.is_closed():
-            self._writer = await self._pool.acquire()
+            self._writer = await connect(self._database_url)
         return self._writer
 
-    async def _drop_writer(self) -> None:
+    def _drop_writer(self) -> None:
+        """Never use this connection again: after a connection error its state is unknown."""
         writer, self._writer = self._writer, None
         if writer is not None:
-            with contextlib.suppress(Exception):
-                await self._pool.release(writer)
+            writer.terminate()
 
-    async def _flush_refused(self, batch: list[Pending], exc: Exception) -> None:
+    async def _flush_refused(self, batch: list[Pending], exc: Exception, lost: BaseException | None) -> None:
         if len(batch) > 1:
             # Something in one request made the database refuse the whole batch. Writing each
             # request on its own fails only the request at fault.
             log.warning("append.batch_refused", error=str(exc), batch=len(batch))
             for pending in batch:
-                await self._flush([pending])
+                await self._flush([pending], lost)
         else:
-            _fail(batch[0], translate(exc, "append"), exc)
+            _fail(batch[0], _unknown(lost, exc) if lost else translate(exc, "append"), exc)
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -237,13 +253,24 @@ class EventStore:
         Gap safety comes from the append function's lock (see chronicle_append): every
         snapshot sees a prefix of the log, so reading on from the last position seen never
         misses an event. The iterator ends when the store closes.
+
+        When the database goes away, the subscription keeps its position and reads again
+        after a short pause, so it goes on with no gap and no duplicate once the server is
+        back. After ``reconnect_timeout`` seconds (setting) without the database it raises
+        StoreUnavailable; subscribing again from the last position seen is then safe.
         """
         flt = LogFilter.of(categories, types, tenant_id)
         position = from_position
+        outage = Outage(self._settings.reconnect_timeout)
         await self._listener.ensure()
         while not self._closed:
             seen = self._wakeup.generation
-            page = await self._page(flt, position, 2**63 - 1, page_size)
+            try:
+                page = await self._page(flt, position, 2**63 - 1, page_size)
+            except StoreUnavailable as exc:
+                await self._wakeup.wait(seen, outage.pause_after(exc))
+                continue
+            outage.ended()
             for event in page:
                 yield event
                 position = event.global_position + 1
@@ -283,17 +310,18 @@ class EventStore:
         if self._closed:
             raise StoreClosed("the event store is closed")
         try:
-            return list(await self._pool.fetch(sql, *args))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            return await fetch(self._pool, "read", sql, *args)
+        except ChronicleError as exc:
             if self._closed:
                 raise StoreClosed("the event store is closed") from exc
-            raise translate(exc, "read") from exc
+            raise
 
 
-def _unknown(cause: BaseException) -> AppendOutcomeUnknown:
+def _unknown(lost: BaseException, then: BaseException) -> AppendOutcomeUnknown:
     return AppendOutcomeUnknown(
-        f"append: the connection failed during the append, twice ({cause}); retry with the same "
-        "events: an append that did commit returns its original result"
+        f"append: the connection failed with the append in flight ({lost}), and sending it again "
+        f"failed too ({then}); retry with the same events: an append that did commit returns "
+        "its original result"
     )
 
 

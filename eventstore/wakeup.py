@@ -13,7 +13,7 @@ import contextlib
 import asyncpg
 import structlog
 
-from eventstore.pg import connect
+from eventstore.pg import close_connection, connect
 
 __all__ = ["Listener", "Wakeup"]
 
@@ -74,5 +74,4 @@ class Listener:
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.close(), 5)
+            await close_connection(conn)
