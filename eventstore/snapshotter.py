@@ -56,17 +56,24 @@ async def take_snapshot(
     stream_id: str,
     decider: Decider[Any, Any] | None = None,
     registry: EventRegistry = DOMAIN_EVENTS,
-) -> Snapshot | None:
-    """Snapshot ``stream_id`` at its current version now (on demand); None if it has no events.
+) -> Snapshot:
+    """Snapshot ``stream_id`` at its current version now (on demand).
 
     The state comes from the newest usable snapshot plus the tail, so an on-demand snapshot of
-    a long stream costs only the events since the last one.
+    a long stream costs only the events since the last one; a stream that has not moved since
+    its last snapshot gets that one back. Raises StreamNotFound if the stream has no events.
     """
     decider = decider or decider_for(stream_id)
     loaded = await load_at(events, snapshots, stream_id, decider, None, registry)
-    if loaded.version == 0 or loaded.version == loaded.snapshot_version:
-        return None if loaded.version == 0 else await _existing(snapshots, stream_id, decider, loaded.version)
-    last = loaded.recorded[-1]
+    if loaded.version == loaded.snapshot_version:
+        existing = await snapshots.latest(stream_id, decider.state_schema_version, max_version=loaded.version)
+        if existing is not None:
+            return existing
+    # The tail holds the last event unless the stream has not moved since a snapshot that
+    # retention has just removed; then one read finds it.
+    last = (
+        loaded.recorded[-1] if loaded.recorded else (await events.read_stream(stream_id, loaded.version))[-1]
+    )
     snapshot = Snapshot(
         stream_id,
         loaded.version,
@@ -77,12 +84,6 @@ async def take_snapshot(
     )
     await snapshots.save(snapshot)
     return snapshot
-
-
-async def _existing(
-    snapshots: SnapshotStore, stream_id: str, decider: Decider[Any, Any], version: int
-) -> Snapshot | None:
-    return await snapshots.latest(stream_id, decider.state_schema_version, max_version=version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +191,6 @@ class Snapshotter:
         except ChronicleError as exc:
             self.failures += 1
             log.warning("snapshot.failed", stream_id=stream_id, reason=reason, error=str(exc))
-            return
-        if snapshot is None:
             return
         log.debug("snapshot.taken", stream_id=stream_id, version=snapshot.stream_version, reason=reason)
         async with self._taken:

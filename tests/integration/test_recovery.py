@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 
@@ -144,18 +145,17 @@ async def test_cache_hits_and_a_stale_entry_only_causes_a_conflict_and_reload(
     store: EventStore, redis_url: str
 ) -> None:
     """Cached state is served and written through; a stale entry costs a conflict and a reload only."""
+    task = f"cached{uuid.uuid4().hex[:12]}"  # Redis outlives the test database: a fresh key
     client = aioredis.Redis.from_url(redis_url)
     metrics = CacheMetrics(CollectorRegistry())
     loader = CachedLoader(StateCache(client, metrics=metrics), LogLoader(store))
-    stream = await append_history(store, "cached", 3)
-    await handle(
-        store, stream, _progress("cached", 10.0), TASK, CTX, loader=loader
-    )  # miss, then write-through
-    await handle(store, stream, _progress("cached", 20.0), TASK, CTX, loader=loader)  # hit
+    stream = await append_history(store, task, 3)
+    await handle(store, stream, _progress(task, 10.0), TASK, CTX, loader=loader)  # miss, then write-through
+    await handle(store, stream, _progress(task, 20.0), TASK, CTX, loader=loader)  # hit
     assert (metrics.hits._value.get(), metrics.misses._value.get()) == (1.0, 1.0)
     assert 0 < await client.ttl(state_key(stream)) <= 300
-    await handle(store, stream, _progress("cached", 30.0), TASK, CTX)  # a writer that skips the cache
-    late = await handle(store, stream, _progress("cached", 40.0), TASK, CTX, loader=loader)
+    await handle(store, stream, _progress(task, 30.0), TASK, CTX)  # a writer that skips the cache
+    late = await handle(store, stream, _progress(task, 40.0), TASK, CTX, loader=loader)
     assert late.attempts == 2, "the stale cached version met a conflict first"
     assert late.version == 7
     truth = await load(store, stream, TASK)
