@@ -162,10 +162,19 @@ class StreamAppend:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
+    """Where an append's events are stored: the stream's version after them, their positions.
+
+    ``duplicate`` is True when this call stored nothing because every one of its event ids
+    was already stored by an earlier append (a retry after an ambiguous failure, a second
+    delivery of the same command): the version and positions are that append's. Results of
+    the same append compare equal whether or not they were duplicates.
+    """
+
     stream_id: str
     stream_version: int
     first_position: int
     last_position: int
+    duplicate: bool = field(default=False, compare=False)
 
 
 class RecordedEvent:

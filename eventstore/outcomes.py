@@ -46,7 +46,13 @@ def results(appends: Sequence[EncodedAppend], outcomes: Sequence[Outcome]) -> li
     for append, outcome in zip(appends, outcomes, strict=True):
         assert outcome.first_position is not None and outcome.last_position is not None
         out.append(
-            AppendResult(append.stream_id, outcome.version, outcome.first_position, outcome.last_position)
+            AppendResult(
+                append.stream_id,
+                outcome.version,
+                outcome.first_position,
+                outcome.last_position,
+                duplicate=outcome.outcome == "duplicate",
+            )
         )
     return out
 

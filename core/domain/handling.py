@@ -15,7 +15,12 @@ therefore never stores it twice, by two checks that cover each other:
   there the stored events are returned (``duplicate=True``) without deciding again, which
   would now be refused (a task cannot be completed twice) or produce something else;
 - if two deliveries of the command race past that check, they append the same event ids and
-  the event log answers the second with the first one's result and stores nothing new.
+  the event log answers the second with the first one's result and stores nothing new
+  (``AppendResult.duplicate``), or refuses it with EventIdConflict when the two decided a
+  different number of events. Either way the second delivery decided on a state that is
+  now stale: a heartbeat may have renewed the lease in between. So its own fold is thrown
+  away, never returned and never written to a cache; it reloads bypassing any cache and
+  answers as the first check would have: the stored events and the stream's real state.
 
 A load from a snapshot or a cache does not hold the events before it, so for such a load the
 first check asks the log for the command's first event id (``EventLog.read_event``) instead of
@@ -45,7 +50,7 @@ from core.domain.decider import Decider
 from core.domain.errors import CommandRetriesExhausted
 from core.domain.loading import Loaded, LogLoader, StateLoader, load
 from core.domain.registry import DOMAIN_EVENTS
-from core.errors import InvalidInput, WrongExpectedVersion
+from core.errors import EventIdConflict, InvalidInput, WrongExpectedVersion
 from core.events import RecordedEvent, category_of, check_stream_id, uuid7
 from core.ports import EventLog
 
@@ -187,7 +192,17 @@ async def _attempt(
         request.registry.encode(event, request.metadata, request.event_id(i))
         for i, event in enumerate(events)
     ]
-    result = await log.append(request.stream_id, new_events, expected_version=loaded.version)
+    try:
+        result = await log.append(request.stream_id, new_events, expected_version=loaded.version)
+    except EventIdConflict:
+        if not request.idempotent:
+            raise
+        return await _stored_by_another_delivery(log, loader, request, decider, attempt)
+    if result.duplicate and request.idempotent:
+        return await _stored_by_another_delivery(log, loader, request, decider, attempt)
+    # Without a command id the event ids are this call's own, so a duplicate answer can only
+    # be the store re-sending this very append: it was written at loaded.version, and the
+    # fold below is the truth.
     state = decider.fold(events, loaded.state)
     await loader.stored(request.stream_id, decider, state, result.stream_version)
     ids = tuple(event.id for event in new_events)
@@ -217,6 +232,17 @@ async def _already_stored(
     if stored and stored[-1].stream_version > loaded.version:
         loaded = await loader.load(request.stream_id, decider, request.registry, fresh=True)
     return loaded, stored
+
+
+async def _stored_by_another_delivery(
+    log: EventLog, loader: StateLoader, request: _Request, decider: Decider[C, S], attempt: int
+) -> Handled[S]:
+    """The log already holds this command's events: report them with the stream's real state."""
+    loaded = await loader.load(request.stream_id, decider, request.registry, fresh=True)
+    loaded, stored = await _already_stored(log, loader, loaded, request, decider)
+    if not stored:
+        raise EventIdConflict(request.stream_id, request.event_id(0))
+    return _duplicate(loaded, request, stored, attempt)
 
 
 def _check_target(stream_id: str, decider: Decider[Any, Any], max_attempts: int) -> None:

@@ -112,13 +112,15 @@ async def test_met_expectations_append(log: EventLog, setup: int, expected: int 
 
 
 async def test_retry_with_same_event_ids_returns_original_result(log: EventLog) -> None:
-    """Re-appending stored event ids returns the first result and stores nothing new."""
+    """Re-appending stored event ids returns the first result, marked as a duplicate, and
+    stores nothing new."""
     s = stream()
     events = [ev(i=1), ev(i=2)]
     first = await log.append(s, events, ExpectedVersion.NO_STREAM)
     await log.append(s, [ev(i=3)], 2)
     again = await log.append(s, events, ExpectedVersion.NO_STREAM)
     assert again == first
+    assert again.duplicate and not first.duplicate
     assert [e.data["i"] for e in await log.read_stream(s)] == [1, 2, 3]
 
 

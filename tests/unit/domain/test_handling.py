@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -30,6 +30,7 @@ from core.domain.task import (
     AssignTask,
     CancelTask,
     CompleteTask,
+    RenewTaskLease,
     ReportTaskProgress,
     StartTask,
     SubmitTask,
@@ -362,3 +363,86 @@ async def test_every_event_of_a_multi_event_command_is_deduplicated() -> None:
     assert first.events == again.events == (Ticked(1), Ticked(2))
     assert again.duplicate and again.event_ids == first.event_ids
     assert await log.stream_version("ticks-1") == 2 and again.state == 2
+
+
+class BeforeFirstAppend:
+    """An event log that runs ``meanwhile`` after our load and before our first append: the
+    pause (GC, a busy loop) in which a heartbeat and another delivery get there first."""
+
+    def __init__(self, inner: InMemoryEventStore, meanwhile: Callable[[], Awaitable[None]]) -> None:
+        self.inner = inner
+        self.meanwhile: Callable[[], Awaitable[None]] | None = meanwhile
+
+    async def read_stream(self, stream_id: str, *args: Any, **kwargs: Any) -> list[RecordedEvent]:
+        return await self.inner.read_stream(stream_id, *args, **kwargs)
+
+    async def read_event(self, event_id: Any) -> RecordedEvent | None:
+        return await self.inner.read_event(event_id)
+
+    async def append(self, stream_id: str, events: Sequence[NewEvent], expected_version: Any) -> AppendResult:
+        if self.meanwhile is not None:
+            meanwhile, self.meanwhile = self.meanwhile, None
+            await meanwhile()
+        return await self.inner.append(stream_id, events, expected_version)
+
+
+class RememberingLoader:
+    """A write-through loader that keeps every state it is told was stored."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.stored_states: list[tuple[int, Any]] = []
+
+    async def load(self, stream_id: str, decider: Any, registry: Any, *, fresh: bool = False) -> Any:
+        return await load(self.log, stream_id, decider, registry)
+
+    async def stored(self, stream_id: str, decider: Any, state: Any, version: int) -> None:
+        self.stored_states.append((version, state))
+
+
+async def test_a_delivery_answered_as_a_duplicate_reports_the_streams_real_state() -> None:
+    """Delivery 2 decides on v3; a lease renewal (v4) and delivery 1 (v5) land before its append.
+    It must report the stream's real state (the renewed lease), never its stale fold."""
+    inner = InMemoryEventStore()
+    await running_task(inner)
+    progress = ReportTaskProgress("t1", 1, 50.0, T0, "half")
+    delivery = dataclasses.replace(CTX, command_id="progress-1")
+    renewed = T0 + timedelta(hours=1)
+
+    async def meanwhile() -> None:
+        await handle(inner, STREAM, RenewTaskLease("t1", 1, renewed, T0), TASK, CTX)
+        await handle(inner, STREAM, progress, TASK, delivery)
+
+    loader = RememberingLoader(inner)
+    late = await handle(BeforeFirstAppend(inner, meanwhile), STREAM, progress, TASK, delivery, loader=loader)
+    truth = await load(inner, STREAM, TASK)
+    assert truth.version == 5 and truth.state.lease_expires_at == renewed
+    assert late.duplicate and late.version == 5 and late.state == truth.state
+    assert all(state.lease_expires_at == renewed for version, state in loader.stored_states if version == 5)
+
+
+def _decide_by_parity(command: int, state: int) -> list[DomainEvent]:
+    """Two events on an even state, one on an odd one: deliveries on different states differ."""
+    return [Ticked(state + 1), Ticked(state + 2)] if state % 2 == 0 else [Ticked(state + 1)]
+
+
+BY_PARITY: Decider[int, int] = dataclasses.replace(TICKS, decide=_decide_by_parity)
+
+
+async def test_a_delivery_that_decided_other_events_gets_the_stored_ones() -> None:
+    """Delivery 1 stored one event; delivery 2, decided on an older state, would store two with
+    the same first id. The log refuses it (EventIdConflict) and handling reports delivery 1's run."""
+    inner = InMemoryEventStore()
+    registry = EventRegistry([Ticked])
+    delivery = dataclasses.replace(CTX, command_id="tick-by-parity")
+    await handle(inner, "ticks-1", 0, BY_PARITY, CTX, registry=registry)  # state 2
+
+    async def meanwhile() -> None:
+        await inner.append("ticks-1", [registry.encode(Ticked(3), {"tenant_id": "acme"})])  # state 3
+        await handle(inner, "ticks-1", 0, BY_PARITY, delivery, registry=registry)  # one event: 4
+
+    log = BeforeFirstAppend(inner, meanwhile)
+    late = await handle(log, "ticks-1", 0, BY_PARITY, delivery, registry=registry)
+    assert late.duplicate and late.events == (Ticked(4),)
+    assert late.version == 4 and late.state == 4
+    assert await inner.stream_version("ticks-1") == 4
