@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from api.run_resume import RecordedRun, recorded_run, resume_payload
 from core.errors import InvalidInput
 from core.events import uuid7
 from core.ports import EventLog
@@ -66,6 +67,7 @@ async def run_training(
 ) -> dict[str, Any]:
     """Run (or resume) ``options.run_id``; events go to ``run-<run_id>``. Returns the summary
     (accuracy with and without seeds, each fossilized seed's contribution) plus emission stats.
+    ``resume`` trusts the caller to have checked the run's options (``train_task`` does).
 
     Cancelling the awaiting task asks Tolaria to stop at the next step and waits for it.
     """
@@ -109,9 +111,18 @@ async def train_task(
 ) -> dict[str, Any]:
     """The ``train`` task handler: a payload dict in, the run summary out.
 
-    Payload keys: run_id, epochs, seeds, batch_size, seed, lr, device, checkpoint_every, resume
-    (true: continue ``run_id`` from its last checkpoint), checkpoint_dir, tenant_id.
+    Payload keys: run_id, epochs, seeds, batch_size, seed, lr, device, checkpoint_dir,
+    checkpoint_every, tenant_id, and resume (true: continue ``run_id`` from its last checkpoint,
+    with the run's own options for those left out; see ``api/run_resume.py``). Resuming a run
+    that already completed returns its recorded summary (``already_completed: true``) and
+    appends nothing.
     """
+    resume = bool(payload.get("resume", False))
+    if resume:
+        run = await _recorded_run(payload, event_log)
+        payload = resume_payload(payload, run)
+        if run.finished(int(payload["epochs"])):
+            return run.summary()
     options = options_from_payload(payload)
     root = Path(payload["checkpoint_dir"]) if "checkpoint_dir" in payload else checkpoint_root
     return await run_training(
@@ -119,6 +130,13 @@ async def train_task(
         event_log=event_log,
         metrics_sink=metrics_sink,
         checkpoint_root=root or DEFAULT_CHECKPOINT_ROOT,
-        resume=bool(payload.get("resume", False)),
+        resume=resume,
         tenant_id=payload.get("tenant_id"),
     )
+
+
+async def _recorded_run(payload: Mapping[str, Any], event_log: EventLog) -> RecordedRun:
+    run_id = payload.get("run_id")
+    if not run_id:
+        raise InvalidInput("resume needs the run_id of the run to continue")
+    return recorded_run(str(run_id), await event_log.read_stream(f"run-{run_id}"))

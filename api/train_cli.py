@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import redis.asyncio as aioredis
 import typer
@@ -11,6 +12,10 @@ import typer
 from api.runner import run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
+
+if TYPE_CHECKING:
+    from core.ports import EventLog
+    from core.triad.emission import MetricsSink
 
 __all__ = ["register"]
 
@@ -21,13 +26,21 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 
 def train(
-    epochs: Annotated[int, typer.Option(min=1, help="epochs to run")] = 40,
-    seeds: Annotated[int, typer.Option(min=0, help="seed slots grafted into the host")] = 4,
-    batch_size: Annotated[int, typer.Option(min=1)] = 128,
-    seed: Annotated[int, typer.Option(help="random seed: same seed, same run")] = 0,
-    lr: Annotated[float, typer.Option(min=0.0, help="base learning rate")] = 3e-2,
+    epochs: Annotated[int | None, typer.Option(min=1, help="epochs to run [default: 40]")] = None,
+    seeds: Annotated[
+        int | None, typer.Option(min=0, help="seed slots grafted into the host [default: 4]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="[default: 128]")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed: same seed, same run [default: 0]")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="base learning rate [default: 0.03]")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-    resume: Annotated[str | None, typer.Option(help="RUN_ID to resume from its last checkpoint")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="RUN_ID to resume from its last checkpoint, with its own options unless given "
+            "(--epochs may add epochs; any other option must match the run's)"
+        ),
+    ] = None,
     baseline: Annotated[
         bool, typer.Option(help="also train the host alone (no seeds, same data and epochs) to compare")
     ] = False,
@@ -42,14 +55,8 @@ def train(
     from eventstore.migrate import upgrade
     from eventstore.redis_metrics import RedisMetricsSink
 
-    payload: dict[str, Any] = {
-        "epochs": epochs,
-        "seeds": seeds,
-        "batch_size": batch_size,
-        "seed": seed,
-        "lr": lr,
-        "device": device,
-    }
+    given = {"epochs": epochs, "seeds": seeds, "batch_size": batch_size, "seed": seed, "lr": lr}
+    payload: dict[str, Any] = {k: v for k, v in given.items() if v is not None} | {"device": device}
     if resume:
         payload |= {"run_id": resume, "resume": True}
 
@@ -60,12 +67,8 @@ def train(
             async with await EventStore.connect(svc.database_url, settings) as store:
                 sink, root = RedisMetricsSink(redis), settings.data_dir / "runs"
                 summary = await train_task(payload, event_log=store, metrics_sink=sink, checkpoint_root=root)
-                if baseline:
-                    # "Seeds forced off" measures a network trained with its seeds; a host trained
-                    # alone on the same data for the same epochs is the fair comparison.
-                    alone = {k: v for k, v in payload.items() if k not in ("run_id", "resume")} | {"seeds": 0}
-                    host = await train_task(alone, event_log=store, metrics_sink=sink, checkpoint_root=root)
-                    summary["host_alone"] = {"run_id": host["run_id"], "val_accuracy": host["val_accuracy"]}
+                if baseline and not summary.get("already_completed"):
+                    summary["host_alone"] = await _train_host_alone(payload, store, sink, root)
                 return summary
         finally:
             await redis.aclose()
@@ -73,8 +76,30 @@ def train(
     summary = run_with_services(work)
     if as_json:
         typer.echo(json.dumps(summary, indent=2, default=str))
+    elif summary.get("already_completed"):
+        epochs = summary["epochs_completed"]
+        typer.echo(
+            f"run {summary['run_id']} already completed {epochs} epoch{'s' if epochs != 1 else ''}; "
+            f"nothing to resume (chronicle replay {summary['stream_id']} --steps shows it)"
+        )
     else:
         _print_summary(summary)
+
+
+async def _train_host_alone(
+    payload: dict[str, Any], store: EventLog, sink: MetricsSink, root: Path
+) -> dict[str, Any]:
+    """The fair comparison: a host trained alone on the same data for the same epochs (a resumed
+    run's own options). "Seeds forced off" measures a network that was trained with its seeds."""
+    from api.run_resume import recorded_run, resume_payload
+    from api.train import train_task
+
+    if payload.get("resume"):
+        stream = await store.read_stream(f"run-{payload['run_id']}")
+        payload = resume_payload(payload, recorded_run(payload["run_id"], stream))
+    alone = {k: v for k, v in payload.items() if k not in ("run_id", "resume")} | {"seeds": 0}
+    host = await train_task(alone, event_log=store, metrics_sink=sink, checkpoint_root=root)
+    return {"run_id": host["run_id"], "val_accuracy": host["val_accuracy"]}
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -95,7 +120,9 @@ def _print_summary(summary: dict[str, Any]) -> None:
         table.add_row(name, f"{seed['contribution']:+.4f}")
     table.add_row("final seed stages", ", ".join(f"{k}: {v}" for k, v in summary["final_stages"].items()))
     table.add_row("rollbacks / budget overruns", f"{summary['rollbacks']} / {summary['budget_overruns']}")
-    table.add_row("epoch boundary p95 (ms)", str(summary["boundary_ms"]["total"]["p95"]))
+    # A resume with no epoch left to train (killed in its final evaluation) timed no boundary.
+    boundary_p95 = summary["boundary_ms"]["total"].get("p95", "-")
+    table.add_row("epoch boundary p95 (ms)", str(boundary_p95))
     emission = summary["emission"]
     table.add_row(
         "events written / dropped metrics", f"{emission['events_written']} / {emission['metrics_dropped']}"

@@ -3,10 +3,11 @@
 Figures: epoch-boundary time (p50/p95/p99) with 1, 8 and 32 live seeds; state-packet encoding
 (p50/p95, 32 seeds); the step thread's cost per emitted event; the emission overhead on training
 steps, measured twice (interleaved on/off epochs of one run, and the step thread's emission calls
-times their cost; see the section below); fast-rollback and full-restore time for a
-10M-parameter model; the events per second the flusher sustains. Each figure carries its target
-and whether it was met; the run is in-process (the flusher-rate figure writes to the event log
-passed in, or to the in-memory store).
+times their cost; see the section below); what keeping checkpoints behind the log costs (the
+step thread's barrier call, and how long each manifest waited for the log); fast-rollback and
+full-restore time for a 10M-parameter model; the events per second the flusher sustains. Each
+figure carries its target and whether it was met; the run is in-process (the checkpoint and
+flusher-rate figures write to the event log passed in, or to the in-memory store).
 """
 
 from __future__ import annotations
@@ -129,6 +130,47 @@ async def flusher_rate(event_log: EventLog | None, events: int = 50_000) -> floa
     await asyncio.to_thread(produce)
     await flusher.close()
     return events / (time.perf_counter() - started)
+
+
+# -- checkpoints waiting for the log -------------------------------------------------------------
+
+
+class _TimedBarriers(EventBuffer):
+    """An EventBuffer whose barriers time how long the checkpoint writer waited on them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits_ms: list[float] = []
+
+    def barrier(self) -> Callable[[], bool]:
+        wait = super().barrier()
+
+        def timed() -> bool:
+            started = time.perf_counter()
+            try:
+                return wait()
+            finally:
+                self.waits_ms.append((time.perf_counter() - started) * 1000)
+
+        return timed
+
+
+async def checkpoint_log_waits(event_log: EventLog | None, epochs: int, device: str) -> list[float]:
+    """How long each checkpoint's manifest waited for its epoch's events to be in the log (ms):
+    the default task and flusher, a checkpoint every epoch, the event log passed in."""
+    run_id = f"bench-checkpoints{time.time_ns()}"
+    training = TrainingConfig(epochs=epochs, budget=_UNLIMITED)
+    buffer = _TimedBarriers()
+    flusher = Flusher(buffer, event_log or InMemoryEventStore(), run_id)
+    with tempfile.TemporaryDirectory() as directory:
+        options = RunOptions(run_id=run_id, training=training, seeds=4, device=device)
+        tolaria = build_tolaria(options, sink=buffer, checkpoint_dir=Path(directory))
+        await flusher.start()
+        try:
+            await asyncio.to_thread(tolaria.run)
+        finally:
+            await flusher.close()
+    return buffer.waits_ms
 
 
 # -- emission overhead on training steps ---------------------------------------------------------
@@ -408,6 +450,11 @@ async def run(
     fast, full, parameters = rollback_times(2_000_000 if quick else 10_000_000, resolved)
     figures.append(_figure("fast_rollback_ms", statistics.median(fast), "ms", 100.0))
     figures.append(_figure("full_restore_ms", statistics.median(full), "ms", 12_000.0))
+    barrier = _timed_us(EventBuffer().barrier, 20_000)
+    figures.append(_figure("barrier_call_p50", _pct(barrier, 0.5), "us", None))
+    waits = await checkpoint_log_waits(event_log, 8 if quick else 20, resolved)
+    figures.append(_figure("checkpoint_log_wait_p50", _pct(waits, 0.5), "ms", None))
+    figures.append(_figure("checkpoint_log_wait_p95", _pct(waits, 0.95), "ms", None))
     rate = await flusher_rate(event_log, 10_000 if quick else 50_000)
     figures.append(_figure("flusher_events_per_s", rate, "events/s", 10_000.0, lower_is_better=False))
     return {

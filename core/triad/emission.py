@@ -8,7 +8,7 @@ GIL without releasing it), so the step thread appends and the flusher pops witho
 ``emit`` costs an append and a length check. Each counter has exactly one writer thread (the
 step thread counts drops and blocks, the flusher counts writes and failures), so the counters
 need no lock either; readers on other threads see values at most a moment old. The one place
-where the two threads wait for each other is a full lifecycle buffer: the step thread waits on
+where the step thread waits for the flusher is a full lifecycle buffer: the step thread waits on
 a ``threading.Condition`` that the flusher notifies after each batch it takes. That wait is
 bounded (``block_timeout_s``); if the flusher is stuck past it, the event is admitted over
 capacity and counted as an overflow, because losing a lifecycle event or hanging a run are both
@@ -23,12 +23,26 @@ cost less than one.
 Appends carry the stream version the flusher expects, so a second process writing the same run
 fails with WrongExpectedVersion instead of interleaving. A retriable store error retries the
 same NewEvent objects (same event ids), which the store deduplicates.
+
+Barriers. A checkpoint must never be ahead of the log: if it were, a run killed after the
+checkpoint appeared and before the flusher wrote that epoch's events would resume past events
+the log never got. ``barrier()`` is how the checkpoint writer waits for them. The step thread
+calls it after emitting an epoch's events and gets a wait bound to ``events_emitted`` at that
+moment (a counter read, no I/O). Events leave the deque in the order they entered it, and the
+flusher counts ``events_recorded`` only after an append that holds them has returned (a bad
+event counts once its ``EmissionFailed`` stand-in is appended), so ``events_recorded >= mark``
+means every event emitted before the barrier is in the log. The wait runs on the checkpoint
+writer's thread, never on the step thread; it wakes the flusher first, so publishing a
+checkpoint waits one append, not a poll interval. While the store is away the flusher retries
+as usual and the wait goes on with it; if the flusher stops for good, the wait returns False
+and the checkpoint is not published.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 from collections import deque
@@ -51,6 +65,7 @@ __all__ = [
     "InMemoryMetricsSink",
     "MetricsSink",
     "NullEventSink",
+    "already_recorded",
 ]
 
 
@@ -61,11 +76,21 @@ class MetricsSink(Protocol):
 
 
 class EventSink(Protocol):
-    """What the step thread sees: two calls that never wait on I/O."""
+    """What the step thread sees: calls that never wait on I/O."""
 
     def emit(self, event_type: str, payload: object) -> None: ...
 
     def metric(self, packet: TelemetryPacket) -> None: ...
+
+    def barrier(self) -> Callable[[], bool]:
+        """A wait, for another thread, that returns True once every event emitted before this
+        call is in the log, or False once it never will be."""
+        ...
+
+
+def already_recorded() -> bool:
+    """The barrier of a sink that has nothing to wait for."""
+    return True
 
 
 class NullEventSink:
@@ -76,6 +101,9 @@ class NullEventSink:
 
     def metric(self, packet: TelemetryPacket) -> None:
         return None
+
+    def barrier(self) -> Callable[[], bool]:
+        return already_recorded
 
 
 class InMemoryMetricsSink:
@@ -120,6 +148,7 @@ class EventBuffer:
         self._events: deque[tuple[str, object, int]] = deque()
         self._metrics: deque[TelemetryPacket] = deque()
         self._room = threading.Condition()
+        self._recorded = threading.Condition()
         self._half = max(self.config.event_capacity // 2, 1)
         self.on_pressure: Callable[[], None] | None = None
         self.flusher_alive = True
@@ -129,6 +158,8 @@ class EventBuffer:
         self.events_over_capacity = 0
         self.metrics_emitted = 0
         self.metrics_dropped = 0
+        # written by the flusher only
+        self.events_recorded = 0
 
     def emit(self, event_type: str, payload: object) -> None:
         events = self._events
@@ -158,17 +189,38 @@ class EventBuffer:
         if not has_room or len(self._events) >= self.config.event_capacity:
             self.events_over_capacity += 1
 
+    def barrier(self) -> Callable[[], bool]:
+        """See the module docstring: a wait for the first ``events_emitted`` events."""
+        return functools.partial(self._wait_recorded, self.events_emitted)
+
+    def _wait_recorded(self, mark: int) -> bool:
+        if self.on_pressure is not None:
+            self.on_pressure()  # write them now rather than at the next poll
+        with self._recorded:
+            self._recorded.wait_for(lambda: self.events_recorded >= mark or not self.flusher_alive)
+        return self.events_recorded >= mark
+
     def wake_waiters(self) -> None:
+        """The flusher stopped: nobody waiting for room or for the log may wait any longer."""
         with self._room:
             self._room.notify_all()
+        with self._recorded:
+            self._recorded.notify_all()
 
     # -- the flusher's side --------------------------------------------------------------------
 
     def take_events(self, limit: int) -> list[tuple[str, object, int]]:
         taken = _take(self._events, limit)
         if taken:
-            self.wake_waiters()
+            with self._room:
+                self._room.notify_all()
         return taken
+
+    def mark_recorded(self, count: int) -> None:
+        """``count`` more of the events taken so far are in the log (or their failure is)."""
+        with self._recorded:
+            self.events_recorded += count
+            self._recorded.notify_all()
 
     def take_metrics(self, limit: int) -> list[TelemetryPacket]:
         return _take(self._metrics, limit)
@@ -320,6 +372,7 @@ class Flusher:
             return await self._append_one_by_one(batch)
         self.version = result.stream_version
         self.events_written += len(batch)
+        self.buffer.mark_recorded(len(batch))
         return len(batch)
 
     async def _append_one_by_one(self, batch: list[NewEvent]) -> int:
@@ -333,6 +386,7 @@ class Flusher:
                     EMISSION_FAILED, {"event_type": event.type, "error": str(exc)}, self.metadata
                 )
                 await self._append_single(failed)
+            self.buffer.mark_recorded(1)
             self._retry = batch[index + 1 :]  # a retry after a transient error resumes here
         return len(batch)
 

@@ -5,7 +5,8 @@ TriadError (a core.errors.ChronicleError)
 ├── CommandRejected          a command Kasmina cannot apply (unknown slot, wrong kind)
 └── CheckpointError
     ├── NoCheckpoint         nothing to resume from
-    └── CheckpointCorrupt    the bytes on disk do not match their recorded checksum
+    ├── CheckpointCorrupt    the bytes on disk do not match their recorded checksum
+    └── CheckpointNotPublished  its events never reached the log, so it is not a resume point
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from core.errors import ChronicleError
 __all__ = [
     "CheckpointCorrupt",
     "CheckpointError",
+    "CheckpointNotPublished",
     "CommandRejected",
     "IllegalTransition",
     "NoCheckpoint",
@@ -50,4 +52,8 @@ class NoCheckpoint(CheckpointError):
 
 
 class CheckpointCorrupt(CheckpointError):
+    pass
+
+
+class CheckpointNotPublished(CheckpointError):
     pass

@@ -13,6 +13,12 @@ manifest or the new one, each naming only complete files. Loading verifies the h
 back to the previous checkpoint if the newest is damaged. Files load with
 ``torch.load(weights_only=True)``: snapshots hold only tensors and plain values, so reading a
 checkpoint can never run code.
+
+The manifest is what makes a checkpoint the resume point, so it is also where a checkpoint
+waits for the event log: ``save`` writes the checkpoint file, then calls ``wait_for_log`` (the
+event sink's barrier, taken when the snapshot was), and writes the manifest only if that says
+every event emitted before the snapshot is in the log. A checkpoint file the manifest does not
+name is never loaded, and the next save removes it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import hashlib
 import io
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +36,7 @@ import orjson
 import torch
 from torch import nn
 
-from core.triad.errors import CheckpointCorrupt, NoCheckpoint
+from core.triad.errors import CheckpointCorrupt, CheckpointNotPublished, NoCheckpoint
 from core.triad.kasmina import Kasmina, SlotSnapshot
 from core.triad.tensors import copy_optimizer_state_into, copy_state_into, snapshot_tree
 
@@ -120,6 +127,10 @@ class CheckpointInfo:
     size_bytes: int
 
 
+def _nothing_to_wait_for() -> bool:
+    return True
+
+
 class CheckpointStore:
     MANIFEST = "manifest.json"
 
@@ -127,12 +138,19 @@ class CheckpointStore:
         self.directory = directory
         self.keep = keep
 
-    def save(self, snapshot: TrainingSnapshot) -> CheckpointInfo:
+    def save(
+        self, snapshot: TrainingSnapshot, wait_for_log: Callable[[], bool] = _nothing_to_wait_for
+    ) -> CheckpointInfo:
+        """Write ``snapshot`` and publish it in the manifest once ``wait_for_log`` returns True."""
         self.directory.mkdir(parents=True, exist_ok=True)
         payload = _to_bytes(snapshot)
         digest = hashlib.sha256(payload).hexdigest()
         path = self.directory / f"ckpt-{snapshot.epoch:06d}.pt"
         _write_atomically(path, payload)
+        if not wait_for_log():
+            raise CheckpointNotPublished(
+                f"checkpoint of epoch {snapshot.epoch} not published: its events never reached the log"
+            )
         info = CheckpointInfo(snapshot.epoch, path, digest, len(payload))
         kept = [*[c for c in self.list() if c.epoch != info.epoch], info][-self.keep :]
         manifest = [

@@ -48,7 +48,14 @@ from core.triad.guards import BoundaryBudget, CircuitBreaker
 from core.triad.kasmina import Kasmina
 from core.triad.learning_rate import LearningRateController, LearningRateSchedule
 from core.triad.reporting import RunSummary, percentiles
-from core.triad.rollback import CheckpointInfo, CheckpointStore, FastRollback, capture, restore
+from core.triad.rollback import (
+    CheckpointInfo,
+    CheckpointStore,
+    FastRollback,
+    TrainingSnapshot,
+    capture,
+    restore,
+)
 from core.triad.tamiyo import Proposal, Tamiyo
 
 __all__ = ["RunSummary", "Tolaria", "TrainingConfig"]  # RunSummary re-exported for callers
@@ -170,9 +177,8 @@ class Tolaria:
             snapshot.epoch,
         )
         self.fast.remember(snapshot)
-        self.sink.emit(
-            ev.RUN_RESUMED, {"from_epoch": info.epoch, "sha256": info.sha256, "file": info.path.name}
-        )
+        resumed = {"from_epoch": info.epoch, "sha256": info.sha256, "file": info.path.name}
+        self.sink.emit(ev.RUN_RESUMED, resumed | {"epochs": self.config.epochs})
         return info
 
     # -- training and validation ---------------------------------------------------------------
@@ -386,7 +392,16 @@ class Tolaria:
         self.fast.remember(snapshot)
         every = self.config.checkpoint_every
         if self.checkpoints is not None and every > 0 and (epoch + 1) % every == 0:
-            self._pending_checkpoints.append(self._writer.submit(self.checkpoints.save, snapshot))
+            self._checkpoint(self.checkpoints, snapshot)
+
+    def _checkpoint(self, store: CheckpointStore, snapshot: TrainingSnapshot) -> None:
+        """Never ahead of the log: a run killed after the manifest but before the flush would
+        resume past this epoch's decision, transitions and EpochCompleted. The barrier is taken
+        after the boundary's last emit; the writer thread publishes the manifest once it holds
+        (one append; with the store away, as long as the flusher retries). The step thread
+        never waits for it."""
+        wait_for_log = self.sink.barrier()
+        self._pending_checkpoints.append(self._writer.submit(store.save, snapshot, wait_for_log))
 
     def _roll_back(self, epoch: int, reason: str) -> None:
         started = time.perf_counter()
@@ -482,6 +497,8 @@ class Tolaria:
             "epochs": self.config.epochs,
             "batch_size": self.config.batch_size,
             "seed": self.config.seed,
+            "learning_rate": self.config.learning_rate.base,
+            "checkpoint_every": self.config.checkpoint_every,
             "budget_ms": self.config.budget.total_ms,
         }
 

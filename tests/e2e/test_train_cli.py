@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from api.train import train_task
+from core.triad import run_events as ev
 from core.triad.contracts import TelemetryPacket
 from eventstore import EventStore
 from eventstore.redis_metrics import RedisMetricsSink, metrics_key
 from tests.e2e.test_cli import chronicle
+from tests.unit.triad.runs import kill_in_final_evaluation
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
@@ -93,3 +96,61 @@ def test_replay_of_a_run_shows_it_epoch_by_epoch(
     epochs = [line.split("│")[1].strip() for line in rows]
     assert [e for e in epochs if e.isdigit()] == ["0", "1", "2", "3"]  # epochs count from 0
     assert "DORMANT" in out or "GERMINATED" in out or "TRAINING" in out
+
+
+def train_env(database_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "CHRONICLE_DATABASE_URL": database_url,
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(data_dir),
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
+
+
+async def stream_types(database_url: str, run_id: str) -> list[str]:
+    async with await EventStore.connect(database_url) as store:
+        return [e.type for e in await store.read_stream(f"run-{run_id}")]
+
+
+async def test_resume_after_a_kill_in_the_final_evaluation_completes_the_run_once(
+    new_database: Callable[[], str], redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`chronicle train --resume RUN_ID` of a run with nothing left to train but its evaluation
+    prints the summary (no traceback) and appends RunResumed and RunCompleted once."""
+    env = train_env(new_database(), redis_url, tmp_path)
+    start = {"run_id": "lastbreath", "epochs": 1, "seeds": 1, "checkpoint_dir": str(tmp_path / "runs")}
+    async with await EventStore.connect(env["CHRONICLE_DATABASE_URL"]) as store:
+        await kill_in_final_evaluation(start, store, monkeypatch)
+    killed = await stream_types(env["CHRONICLE_DATABASE_URL"], "lastbreath")
+    result = chronicle(
+        "train", "--resume", "lastbreath", "--epochs", "1", "--seeds", "1", env=env, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "epochs completed" in result.stdout and "Traceback" not in result.stderr
+    after = await stream_types(env["CHRONICLE_DATABASE_URL"], "lastbreath")
+    assert after == [*killed, ev.RUN_RESUMED, ev.RUN_COMPLETED]
+
+
+@pytest.mark.slow
+async def test_resume_of_a_finished_run_or_with_other_options_is_one_line_and_appends_nothing(
+    new_database: Callable[[], str], redis_url: str, tmp_path: Path
+) -> None:
+    """A finished run says so in one line (exit 0; --json gives its recorded summary); other
+    options than the run's are named in one error line (exit 2). Neither appends anything."""
+    env = train_env(new_database(), redis_url, tmp_path)
+    async with await EventStore.connect(env["CHRONICLE_DATABASE_URL"]) as store:
+        start = {"run_id": "done", "epochs": 1, "seeds": 1, "checkpoint_dir": str(tmp_path / "runs")}
+        await train_task(start, event_log=store)
+    recorded = await stream_types(env["CHRONICLE_DATABASE_URL"], "done")
+    finished = chronicle("train", "--resume", "done", env=env)
+    assert finished.stdout.strip().splitlines() == [
+        "run done already completed 1 epoch; nothing to resume (chronicle replay run-done --steps shows it)"
+    ]
+    as_json = json.loads(chronicle("train", "--resume", "done", "--json", env=env).stdout)
+    assert as_json["already_completed"] and as_json["epochs_completed"] == 1
+    other = chronicle("train", "--resume", "done", "--seeds", "2", env=env, check=False)
+    assert other.returncode == 2 and other.stderr.strip().splitlines() == [
+        "chronicle: error: run done was started with other options: seeds 2 (the run's is 1). "
+        "Leave an option out to resume with the run's own"
+    ]
+    assert await stream_types(env["CHRONICLE_DATABASE_URL"], "done") == recorded

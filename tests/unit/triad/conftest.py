@@ -4,6 +4,7 @@ records what the step thread emitted."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 from torch import nn
 
 from core.triad.contracts import TelemetryPacket
+from core.triad.emission import already_recorded
 from core.triad.kasmina import Kasmina, KasminaConfig
 
 
@@ -26,6 +28,9 @@ class RecordingSink:
 
     def metric(self, packet: TelemetryPacket) -> None:
         self.metrics.append(packet)
+
+    def barrier(self) -> Callable[[], bool]:
+        return already_recorded  # kept in memory the moment it is emitted
 
     def of_type(self, event_type: str) -> list[Any]:
         return [p for t, p in self.events if t == event_type]

@@ -1,10 +1,16 @@
-"""A small, fast run configuration for Tolaria tests (a few hundred points, a few epochs)."""
+"""A small, fast run configuration for Tolaria tests (a few hundred points, a few epochs), and a
+run that dies as its final evaluation starts."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from api.train import train_task
+from core.ports import EventLog
 from core.triad.assembly import RunOptions, build_tolaria
 from core.triad.data import SpiralTask
 from core.triad.emission import EventSink
@@ -42,3 +48,21 @@ def small_run(
         checkpoint_dir=checkpoint_dir,
         on_step=on_step,  # type: ignore[arg-type]
     )
+
+
+class KilledInEvaluation(BaseException):
+    """Stands in for SIGKILL during the final evaluation: no RunFailed, no RunCompleted."""
+
+
+async def kill_in_final_evaluation(
+    payload: dict[str, Any], store: EventLog, patch: pytest.MonkeyPatch
+) -> None:
+    """Run ``payload`` to its last checkpoint and die as its final evaluation starts."""
+
+    def die(self: Tolaria, stopped: bool = False) -> None:
+        raise KilledInEvaluation
+
+    with patch.context() as patched:
+        patched.setattr(Tolaria, "summary", die)
+        with pytest.raises(KilledInEvaluation):
+            await train_task(payload, event_log=store)

@@ -163,3 +163,35 @@ async def test_a_second_writer_on_the_same_run_is_fenced_off() -> None:
     with pytest.raises(WrongExpectedVersion):
         await flusher.close()
     buffer.emit(ev.DECISION_MADE, {})  # a dead flusher never makes the step thread hang
+
+
+async def test_a_barrier_returns_once_every_event_emitted_before_it_is_in_the_log() -> None:
+    """The checkpoint writer's wait: it wakes the flusher (no poll interval to sit out) and
+    returns True once the events emitted before the barrier are appended."""
+    store = InMemoryEventStore()
+    buffer = EventBuffer(EmissionConfig(poll_interval_s=60))
+    flusher = Flusher(buffer, store, "r6")
+    await flusher.start()
+    for i in range(3):
+        buffer.emit(ev.DECISION_MADE, {"n": i})
+    wait = buffer.barrier()
+    buffer.emit(ev.DECISION_MADE, {"n": 3})
+    assert await asyncio.wait_for(asyncio.to_thread(wait), 5)
+    assert [e.data["n"] for e in await store.read_stream("run-r6")][:3] == [0, 1, 2]
+    await flusher.close()
+
+
+async def test_a_barrier_gives_up_when_the_flusher_stops_without_writing() -> None:
+    """A flusher fenced off by another writer never writes the events: the wait says so
+    instead of hanging."""
+    from core.errors import WrongExpectedVersion
+
+    store = InMemoryEventStore()
+    buffer = EventBuffer(EmissionConfig(poll_interval_s=60))
+    flusher = Flusher(buffer, store, "r7")
+    await flusher.start()
+    await store.append("run-r7", [NewEvent("Intruder", {})])
+    buffer.emit(ev.DECISION_MADE, {})
+    assert not await asyncio.wait_for(asyncio.to_thread(buffer.barrier()), 5)
+    with pytest.raises(WrongExpectedVersion):
+        await flusher.close()

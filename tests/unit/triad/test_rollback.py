@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import torch
 
 from core.triad import run_events as ev
 from core.triad.contracts import SeedState
-from core.triad.errors import CheckpointCorrupt, NoCheckpoint
+from core.triad.errors import CheckpointCorrupt, CheckpointNotPublished, NoCheckpoint
 from core.triad.rollback import CheckpointStore, FastRollback, capture, restore
 
 from .conftest import RecordingSink, grafted
@@ -124,3 +125,46 @@ def test_a_run_killed_mid_epoch_resumes_with_the_same_seed_states(tmp_path: Path
     assert summary.resumed_from_epoch == info.epoch
     assert lifecycle(resumed.kasmina.states()) == lifecycle(reference.kasmina.states())
     assert all(torch.equal(a, b) for a, b in zip(weights(resumed.host), weights(reference.host), strict=True))
+
+
+def test_a_checkpoint_whose_events_never_reached_the_log_is_not_published(tmp_path: Path) -> None:
+    """When the wait for the log fails, the manifest keeps naming the previous checkpoint only."""
+    host, kasmina = grafted()
+    optimizer = torch.optim.SGD(host.parameters(), lr=0.1)
+    store = CheckpointStore(tmp_path)
+    store.save(capture(0, 0, host, optimizer, kasmina, {}))
+    with pytest.raises(CheckpointNotPublished):
+        store.save(capture(1, 1, host, optimizer, kasmina, {}), wait_for_log=lambda: False)
+    assert [c.epoch for c in store.list()] == [0]
+    assert store.load_latest()[0].epoch == 0
+
+
+class UnwrittenSink(RecordingSink):
+    """A sink whose log never gets the events: its barrier notes what it covered and whether
+    a manifest existed when the checkpoint writer started waiting, then says no."""
+
+    def __init__(self, manifest: Path) -> None:
+        super().__init__()
+        self.manifest = manifest
+        self.covered: list[list[str]] = []
+        self.manifest_while_waiting: list[bool] = []
+
+    def barrier(self) -> Callable[[], bool]:
+        self.covered.append([t for t, _ in self.events])
+
+        def wait() -> bool:
+            self.manifest_while_waiting.append(self.manifest.exists())
+            return False
+
+        return wait
+
+
+def test_tolaria_publishes_a_checkpoint_only_once_its_events_are_in_the_log(tmp_path: Path) -> None:
+    """The barrier is taken after the boundary's EpochCompleted and the manifest waits for it;
+    a barrier that fails leaves no resume point and a RunFailed saying why."""
+    sink = UnwrittenSink(tmp_path / CheckpointStore.MANIFEST)
+    small_run(sink, epochs=2, checkpoint_dir=tmp_path).run()
+    assert [covered.count(ev.EPOCH_COMPLETED) for covered in sink.covered] == [1, 2]
+    assert sink.manifest_while_waiting == [False, False] and not sink.manifest.exists()
+    assert all("not published" in f["reason"] for f in sink.of_type(ev.RUN_FAILED))
+    assert len(sink.of_type(ev.RUN_FAILED)) == 2 and not sink.of_type(ev.CHECKPOINT_SAVED)

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from api.train import options_from_payload, train_task
+from core.errors import InvalidInput
+from core.ports import EventLog
 from core.triad import run_events as ev
 from core.triad.emission import InMemoryMetricsSink
 from eventstore import InMemoryEventStore
+
+from .runs import kill_in_final_evaluation
 
 
 async def test_the_train_task_records_a_run_and_returns_its_summary(tmp_path: Path) -> None:
@@ -39,3 +45,68 @@ def test_unknown_payload_keys_are_refused() -> None:
     """A typo in a task payload is an error rather than a silently ignored option."""
     with pytest.raises(ValueError, match="epoch"):
         options_from_payload({"epoch": 3})
+
+
+async def types_of(store: EventLog, run_id: str) -> list[str]:
+    return [e.type for e in await store.read_stream(f"run-{run_id}")]
+
+
+async def test_resuming_a_run_killed_in_its_final_evaluation_completes_it_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no epoch left to train, a resume (no options given: the run's own) evaluates and
+    completes the run once; a second resume says it is done and appends nothing."""
+    store = InMemoryEventStore()
+    start = {"run_id": "api4", "epochs": 2, "seeds": 1, "device": "cpu", "checkpoint_dir": str(tmp_path)}
+    await kill_in_final_evaluation(start, store, monkeypatch)
+    killed = await types_of(store, "api4")
+    assert killed.count(ev.EPOCH_COMPLETED) == 2 and ev.RUN_COMPLETED not in killed
+    resume = {"run_id": "api4", "resume": True, "device": "cpu", "checkpoint_dir": str(tmp_path)}
+    result = await train_task(resume, event_log=store)
+    assert (await types_of(store, "api4"))[len(killed) :] == [ev.RUN_RESUMED, ev.RUN_COMPLETED]
+    assert result["epochs_completed"] == 2 and result["resumed_from_epoch"] == 1
+    assert result["boundary_ms"]["total"] == {}  # no boundary was timed: nothing to report
+    again = await train_task(resume, event_log=store)
+    assert again["already_completed"] and again["epochs_completed"] == 2
+    assert len(await types_of(store, "api4")) == len(killed) + 2
+
+
+async def test_resuming_a_finished_run_appends_nothing(tmp_path: Path) -> None:
+    """A run that completed all its epochs has nothing to resume: the recorded summary comes
+    back, marked as such, and the stream is left as it was."""
+    store = InMemoryEventStore()
+    base = {"run_id": "api5", "epochs": 1, "seeds": 1, "device": "cpu", "checkpoint_dir": str(tmp_path)}
+    first = await train_task(base, event_log=store)
+    recorded = await types_of(store, "api5")
+    again = await train_task({**base, "resume": True}, event_log=store)
+    assert again["already_completed"] and again["val_accuracy"] == first["val_accuracy"]
+    assert await types_of(store, "api5") == recorded
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"seeds": 2}, "seeds 2 (the run's is 1)"),
+        ({"batch_size": 64, "lr": 0.1}, "batch_size 64 (the run's is 128); lr 0.1 (the run's is 0.03)"),
+        ({"epochs": 1}, "epochs 1 (the run's is 2; a resume may only add epochs)"),
+    ],
+)
+async def test_resuming_with_other_options_names_them_and_appends_nothing(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    """Options that differ from the run's own are refused in one line naming each of them."""
+    store = InMemoryEventStore()
+    base = {"run_id": "api6", "epochs": 2, "seeds": 1, "device": "cpu", "checkpoint_dir": str(tmp_path)}
+    await train_task(base, event_log=store)
+    recorded = await types_of(store, "api6")
+    with pytest.raises(InvalidInput, match=re.escape(message)):
+        await train_task({**base, **change, "resume": True}, event_log=store)
+    assert await types_of(store, "api6") == recorded
+
+
+async def test_resuming_a_run_that_never_started_appends_nothing(tmp_path: Path) -> None:
+    """A mistyped run id is refused; no stream springs into being for it."""
+    store = InMemoryEventStore()
+    with pytest.raises(InvalidInput, match="no run nope to resume"):
+        await train_task({"run_id": "nope", "resume": True, "checkpoint_dir": str(tmp_path)}, event_log=store)
+    assert await store.stream_version("run-nope") == 0
