@@ -46,7 +46,7 @@ def import_(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event a line")],
 ) -> None:
     """Bulk-import events (COPY). Lines: {"stream_id", "type", "data", "metadata"?, "event_id"?}."""
-    from eventstore.bulk import import_jsonl
+    from eventstore.log.bulk import import_jsonl
     from eventstore.migrate import upgrade
 
     async def work(settings: Settings, svc: Services) -> Any:
@@ -67,7 +67,7 @@ def export(
 ) -> None:
     """Export the log as JSON Lines, in global order."""
     from eventstore import EventStore
-    from eventstore.bulk import export_jsonl
+    from eventstore.log.bulk import export_jsonl
 
     async def work(settings: Settings, svc: Services) -> int:
         async with await EventStore.connect(svc.database_url, settings) as store:

@@ -45,7 +45,7 @@ def replay(
 ) -> None:
     """Show a stream's state now or at a point in time, or step through it event by event."""
     from eventstore import EventStore
-    from eventstore.snapshots import PostgresSnapshotStore
+    from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.time_travel import state_at
     from projections.time_travel import steps as walk
 
@@ -110,7 +110,7 @@ def diff(
 ) -> None:
     """Show what changed in a stream's state between two points."""
     from eventstore import EventStore
-    from eventstore.snapshots import PostgresSnapshotStore
+    from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.time_travel import compare
 
     async def work(settings: Settings, svc: Services) -> None:
@@ -132,8 +132,8 @@ def diff(
 def snapshot(stream: Annotated[str, typer.Argument(help="stream id")]) -> None:
     """Take a snapshot of a stream now (on demand), whatever the policy says."""
     from eventstore import EventStore
-    from eventstore.snapshots import PostgresSnapshotStore
-    from eventstore.snapshotter import take_snapshot
+    from eventstore.state.snapshots import PostgresSnapshotStore
+    from projections.snapshotter import take_snapshot
 
     async def work(settings: Settings, svc: Services) -> None:
         async with await EventStore.connect(svc.database_url, settings) as store:
@@ -155,8 +155,8 @@ def snapshotter(
     """Run the background snapshotter until interrupted."""
     from core.domain.snapshots import SnapshotPolicy
     from eventstore import EventStore
-    from eventstore.snapshots import PostgresSnapshotStore
-    from eventstore.snapshotter import Snapshotter
+    from eventstore.state.snapshots import PostgresSnapshotStore
+    from projections.snapshotter import Snapshotter
 
     policy = SnapshotPolicy(every_events, every_seconds, int(every_mib * 1024 * 1024))
 

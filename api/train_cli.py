@@ -53,7 +53,7 @@ def train(
     from api.train import train_task
     from eventstore import EventStore
     from eventstore.migrate import upgrade
-    from eventstore.redis_metrics import RedisMetricsSink
+    from eventstore.redis.metrics_stream import RedisMetricsSink
 
     given = {"epochs": epochs, "seeds": seeds, "batch_size": batch_size, "seed": seed, "lr": lr}
     payload: dict[str, Any] = {k: v for k, v in given.items() if v is not None} | {"device": device}

@@ -33,7 +33,7 @@ from core.domain.loading import AtVersion, load_at
 from core.domain.snapshots import Snapshot
 from core.events import StreamAppend
 from eventstore import EventStore
-from eventstore.snapshots import PostgresSnapshotStore
+from eventstore.state.snapshots import PostgresSnapshotStore
 from projections.recovery import recover
 
 __all__ = ["run"]

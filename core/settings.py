@@ -1,4 +1,9 @@
-"""One typed settings object, read from the environment (prefix CHRONICLE_) at the edge."""
+"""One typed settings object, read from the environment (prefix CHRONICLE_) at the edge.
+
+Every default Chronicle has is written here once. The composition roots (``api/``) read the
+environment by constructing ``Settings()``; everything inward gets the object passed in. An
+adapter given none uses ``Settings.defaults()``, which never looks at the environment.
+"""
 
 from __future__ import annotations
 
@@ -38,3 +43,8 @@ class Settings(BaseSettings):
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        """Every default, without reading the environment: what an adapter uses when given none."""
+        return cls.model_construct()

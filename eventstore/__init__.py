@@ -1,4 +1,14 @@
-"""Chronicle's event log: the PostgreSQL store, its in-memory twin, migrations and servers."""
+"""The adapters of core's ports, grouped by concern.
+
+- ``log``: the event log (PostgreSQL with group commit, its in-memory twin, bulk import/export)
+- ``state``: snapshots and content-addressed blobs, stored beside the log
+- ``redis``: the state cache and the training-metrics stream; every Redis key is in ``redis.keys``
+- ``triad``: the training loop's emission flusher and checkpoint files
+- ``pg``: asyncpg plumbing every PostgreSQL adapter shares; ``migrate``: the schema runner
+- ``embedded``: the PostgreSQL and Redis started when no URL is configured
+
+This package re-exports the event log's public names.
+"""
 
 from core.errors import (
     AppendOutcomeUnknown,
@@ -11,9 +21,9 @@ from core.errors import (
     WrongExpectedVersion,
 )
 from core.events import AppendResult, ExpectedVersion, NewEvent, RecordedEvent, StreamAppend
-from eventstore.memory import InMemoryEventStore
+from eventstore.log.memory import InMemoryEventStore
+from eventstore.log.store import EventStore
 from eventstore.pg import StorageError
-from eventstore.store import EventStore
 
 __all__ = [
     "AppendOutcomeUnknown",

@@ -1,1 +1,2 @@
-"""Read models, subscriptions with checkpoints, audit and time travel (built on eventstore)."""
+"""Folds over the log: time travel, start-up recovery, the snapshotter (a subscriber), and a
+training run's epoch-by-epoch view. Read models and their runner go here too."""

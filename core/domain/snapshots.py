@@ -4,7 +4,7 @@ A snapshot is a cache of a fold, never a source of truth: the events stay the re
 snapshot can be deleted (retention) or ignored (a stale state schema version) at the price of
 a longer replay. So every choice here errs towards "replay more", never "trust more".
 
-``SnapshotPolicy.due`` is pure: the snapshotter (``eventstore.snapshotter``) counts what each
+``SnapshotPolicy.due`` is pure: the snapshotter (``projections.snapshotter``) counts what each
 stream did since its last snapshot and asks the policy; the policy reads no clock and no
 database, so its four rules are unit-tested alone.
 """
@@ -52,7 +52,7 @@ class Snapshot:
 
 
 class SnapshotStore(Protocol):
-    """Where snapshots live (``eventstore.snapshots``). Deleting one loses nothing but time."""
+    """Where snapshots live (``eventstore.state.snapshots``). Deleting one loses nothing but time."""
 
     async def save(self, snapshot: Snapshot) -> None:
         """Store ``snapshot`` whole or not at all, then drop what it supersedes (retention)."""

@@ -13,7 +13,8 @@ from api.train import train_task
 from core.triad import run_events as ev
 from core.triad.contracts import TelemetryPacket
 from eventstore import EventStore
-from eventstore.redis_metrics import RedisMetricsSink, metrics_key
+from eventstore.redis.keys import metrics_key
+from eventstore.redis.metrics_stream import RedisMetricsSink
 from tests.e2e.test_cli import chronicle
 from tests.unit.triad.runs import kill_in_final_evaluation
 

@@ -17,7 +17,7 @@ from core.domain.loading import Loaded, LogLoader, StateLoader
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.task import RenewTaskLease, ReportTaskProgress
 from eventstore import EventStore
-from eventstore.state_cache import CachedLoader, CacheMetrics, StateCache
+from eventstore.redis.state_cache import CachedLoader, CacheMetrics, StateCache
 
 pytestmark = pytest.mark.integration
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from api.services.agent_checkpoints import AgentMind, checkpoint, restore
 from bench.histories import T0, append_history
 from core.domain import AGENT, DOMAIN_EVENTS, TASK, CommandContext, handle, load
 from core.domain.agent import BringAgentOnline, DeregisterAgent, RegisterAgent
@@ -23,14 +24,13 @@ from core.domain.snapshots import Snapshot, SnapshotPolicy
 from core.domain.task import CancelTask, ReportTaskProgress, SubmitTask, TaskState
 from core.events import RecordedEvent
 from eventstore import EventStore
-from eventstore.agent_checkpoints import AgentMind, checkpoint, restore
-from eventstore.blobs import BlobNotFound, BlobStore
 from eventstore.migrate import downgrade, upgrade
-from eventstore.redis_keys import state_key
-from eventstore.snapshots import PostgresSnapshotStore
-from eventstore.snapshotter import Snapshotter
-from eventstore.state_cache import CachedLoader, CacheMetrics, StateCache
+from eventstore.redis.keys import state_key
+from eventstore.redis.state_cache import CachedLoader, CacheMetrics, StateCache
+from eventstore.state.blobs import BlobNotFound, BlobStore
+from eventstore.state.snapshots import PostgresSnapshotStore
 from projections.recovery import recover
+from projections.snapshotter import Snapshotter
 from projections.time_travel import compare, steps
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]

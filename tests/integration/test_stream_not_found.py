@@ -13,6 +13,7 @@ from datetime import timedelta
 
 import pytest
 
+from api.services.agent_checkpoints import restore
 from bench.histories import T0, append_history
 from core.domain import AGENT, TASK, CommandContext, handle
 from core.domain.loading import AtPosition, AtTime, AtVersion, LogLoader, SnapshotLoader, Target, load_at
@@ -21,10 +22,9 @@ from core.domain.task import SubmitTask
 from core.errors import StreamNotFound
 from core.ports import EventLog
 from eventstore import EventStore, InMemoryEventStore
-from eventstore.agent_checkpoints import restore
-from eventstore.blobs import BlobStore
-from eventstore.snapshots import InMemorySnapshotStore, PostgresSnapshotStore
-from eventstore.snapshotter import take_snapshot
+from eventstore.state.blobs import BlobStore
+from eventstore.state.snapshots import InMemorySnapshotStore, PostgresSnapshotStore
+from projections.snapshotter import take_snapshot
 from projections.time_travel import compare, state_at, steps
 
 pytestmark = pytest.mark.integration

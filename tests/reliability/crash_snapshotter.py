@@ -15,9 +15,9 @@ from core.domain import DOMAIN_EVENTS, TASK
 from core.domain.loading import load_at
 from core.domain.task import ReportTaskProgress, SubmitTask
 from eventstore import EventStore
-from eventstore.blobs import BlobStore
-from eventstore.snapshots import PostgresSnapshotStore
-from eventstore.snapshotter import take_snapshot
+from eventstore.state.blobs import BlobStore
+from eventstore.state.snapshots import PostgresSnapshotStore
+from projections.snapshotter import take_snapshot
 
 STREAMS = [f"task-crash{i}" for i in range(4)]
 BIG = "x" * 400_000  # a 400 kB payload makes every snapshot row large, so a kill lands mid-write

@@ -11,7 +11,7 @@ import pytest
 from core.domain import TASK
 from core.domain.loading import AtVersion, load_at
 from eventstore import EventStore
-from eventstore.blobs import digest_of
+from eventstore.state.blobs import digest_of
 from tests.reliability.crash import kill_after
 from tests.reliability.crash_snapshotter import STREAMS
 

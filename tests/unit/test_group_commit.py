@@ -6,7 +6,7 @@ import asyncio
 
 from core.codec import EncodedAppend, encode_append
 from core.events import ExpectedVersion, NewEvent
-from eventstore.group_commit import GroupCommit, Pending
+from eventstore.log.group_commit import GroupCommit, Pending
 
 
 def append(stream_id: str, *events: NewEvent) -> EncodedAppend:

@@ -18,7 +18,7 @@ from core.domain import AGENT, CONVERSATION, DOMAIN_EVENTS, TASK, CommandContext
 from core.domain.loading import AtVersion, load_at
 from core.domain.snapshots import Snapshot
 from eventstore import InMemoryEventStore
-from eventstore.snapshots import InMemorySnapshotStore
+from eventstore.state.snapshots import InMemorySnapshotStore
 from tests.unit.domain.test_replay_properties import (
     NextCommand,
     Run,

@@ -15,8 +15,8 @@ from core.domain.snapshots import Progress, Snapshot, SnapshotPolicy
 from core.domain.task import ReportTaskProgress, TaskState
 from core.errors import InvalidInput
 from eventstore import InMemoryEventStore
-from eventstore.snapshots import InMemorySnapshotStore
-from eventstore.snapshotter import Snapshotter, take_snapshot
+from eventstore.state.snapshots import InMemorySnapshotStore
+from projections.snapshotter import Snapshotter, take_snapshot
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -13,12 +13,12 @@ from core.codec import EncodedAppend
 from core.errors import ChronicleError, EventIdConflict, TenantMismatch, WrongExpectedVersion
 from core.events import AppendResult, ExpectedVersion, Version
 
-__all__ = ["Outcome", "expected_code", "results"]
+__all__ = ["AppendOutcome", "expected_code", "results"]
 
 _CODES = {ExpectedVersion.ANY: -1, ExpectedVersion.NO_STREAM: -2, ExpectedVersion.STREAM_EXISTS: -3}
 
 
-class Outcome(NamedTuple):
+class AppendOutcome(NamedTuple):
     outcome: str  # ok | duplicate | wrong_version | id_conflict | tenant_mismatch | aborted
     version: int
     first_position: int | None
@@ -30,7 +30,7 @@ def expected_code(expected: Version) -> int:
     return _CODES[expected] if isinstance(expected, ExpectedVersion) else expected
 
 
-def results(appends: Sequence[EncodedAppend], outcomes: Sequence[Outcome]) -> list[AppendResult]:
+def results(appends: Sequence[EncodedAppend], outcomes: Sequence[AppendOutcome]) -> list[AppendResult]:
     """The results of one caller's appends, or the error of the first one that failed."""
     failure = next(
         (
@@ -57,7 +57,7 @@ def results(appends: Sequence[EncodedAppend], outcomes: Sequence[Outcome]) -> li
     return out
 
 
-def _error(append: EncodedAppend, outcome: Outcome) -> ChronicleError:
+def _error(append: EncodedAppend, outcome: AppendOutcome) -> ChronicleError:
     if outcome.outcome == "wrong_version":
         return WrongExpectedVersion(append.stream_id, append.expected_version, outcome.version)
     if outcome.outcome == "id_conflict":

@@ -34,15 +34,15 @@ from core.domain.loading import StateLoader, load_at
 from core.domain.snapshots import SnapshotStore
 from core.errors import ChronicleError, InvalidInput
 from core.ports import EventLog
-from eventstore.blobs import BlobStore
+from eventstore.state.blobs import BlobStore
 
-__all__ = ["AgentMind", "NoCheckpoint", "checkpoint", "decode_mind", "encode_mind", "restore"]
+__all__ = ["AgentMind", "NoAgentCheckpoint", "checkpoint", "decode_mind", "encode_mind", "restore"]
 
 _FORMAT = 1
 _META_KEY = "chronicle.agent"
 
 
-class NoCheckpoint(ChronicleError):
+class NoAgentCheckpoint(ChronicleError):
     def __init__(self, agent_id: str) -> None:
         self.agent_id = agent_id
         super().__init__(f"agent {agent_id!r} has no beliefs checkpoint to restore")
@@ -107,11 +107,11 @@ async def checkpoint(
 async def restore(
     log: EventLog, blobs: BlobStore, agent_id: str, snapshots: SnapshotStore | None = None
 ) -> AgentMind:
-    """The mind the agent's current beliefs name; raises NoCheckpoint if it never had one."""
+    """The mind the agent's current beliefs name; raises NoAgentCheckpoint if it never had one."""
     loaded = await load_at(log, snapshots, AGENT.stream_id(agent_id), AGENT)
     state: AgentState = loaded.state
     if state.beliefs is None:
-        raise NoCheckpoint(agent_id)
+        raise NoAgentCheckpoint(agent_id)
     return decode_mind(await blobs.get(state.beliefs.digest))
 
 

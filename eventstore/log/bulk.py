@@ -21,8 +21,8 @@ import orjson
 from core.codec import EncodedAppend, encode_append
 from core.errors import InvalidInput, TenantMismatch
 from core.events import ExpectedVersion, NewEvent, RecordedEvent
+from eventstore.log.wakeup import CHANNEL
 from eventstore.pg import APPEND_LOCK, DRIVER_ERRORS, close_connection, connect, translate
-from eventstore.wakeup import CHANNEL
 
 __all__ = ["ImportReport", "export_jsonl", "import_jsonl", "parse_lines"]
 

@@ -1,7 +1,7 @@
 """A Redis write-through cache of hot aggregate state, which can never cause a lost update.
 
 Each entry is ``<stream version>|<state schema version>|<state JSON>`` under
-``redis_keys.state_key(stream)``, with a TTL of five minutes renewed by every read (GETEX), so
+``keys.state_key(stream)``, with a TTL of five minutes renewed by every read (GETEX), so
 a hot stream stays cached and a cold one ages out.
 
 Why a stale entry cannot lose an update. The cache only ever answers "the state at version v",
@@ -34,7 +34,7 @@ from redis.exceptions import RedisError
 from core.domain.contracts import EventRegistry
 from core.domain.decider import Decider
 from core.domain.loading import Loaded, StateLoader
-from eventstore.redis_keys import state_key
+from eventstore.redis.keys import state_key
 
 __all__ = ["CacheMetrics", "CachedLoader", "CachedState", "StateCache"]
 

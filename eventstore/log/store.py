@@ -22,10 +22,12 @@ from core.events import (
     check_stream_id,
 )
 from core.settings import Settings
-from eventstore.group_commit import GroupCommit, Pending
+from eventstore.log.group_commit import GroupCommit, Pending
+from eventstore.log.outage import Outage
+from eventstore.log.outcomes import AppendOutcome, expected_code, results
+from eventstore.log.reads import COLUMNS, LogFilter, read_all_sql, read_stream_sql
+from eventstore.log.wakeup import Listener, Wakeup
 from eventstore.migrate import check_at_head
-from eventstore.outage import Outage
-from eventstore.outcomes import Outcome, expected_code, results
 from eventstore.pg import (
     DRIVER_ERRORS,
     close_connection,
@@ -35,8 +37,6 @@ from eventstore.pg import (
     is_connection_error,
     translate,
 )
-from eventstore.reads import COLUMNS, LogFilter, read_all_sql, read_stream_sql
-from eventstore.wakeup import Listener, Wakeup
 
 __all__ = ["EventStore"]
 
@@ -68,7 +68,7 @@ class EventStore:
     async def connect(
         cls, database_url: str, settings: Settings | None = None, *, check_schema: bool = True
     ) -> EventStore:
-        settings = settings or Settings()
+        settings = settings or Settings.defaults()
         # The group-commit writer has a connection of its own: the pool holds the others.
         pool = await create_pool(database_url, settings.pool_size - 1)
         if check_schema:
@@ -168,7 +168,7 @@ class EventStore:
         for pending in batch:
             end = start + len(pending.appends)
             if not pending.future.done():
-                pending.future.set_result([Outcome(*row) for row in rows[start:end]])
+                pending.future.set_result([AppendOutcome(*row) for row in rows[start:end]])
             start = end
         self._wakeup.notify()
 

@@ -19,14 +19,11 @@ from redis.exceptions import RedisError
 
 from core.errors import StoreUnavailable
 from core.triad.contracts import TelemetryPacket
+from eventstore.redis.keys import metrics_key
 
-__all__ = ["RedisMetricsSink", "metrics_key"]
+__all__ = ["RedisMetricsSink"]
 
 DEFAULT_CAP = 100_000
-
-
-def metrics_key(run_id: str) -> str:
-    return f"chronicle:run:{{{run_id}}}:metrics"
 
 
 class RedisMetricsSink:

@@ -23,15 +23,15 @@ from core.events import (
     check_stream_id,
 )
 from core.settings import Settings
-from eventstore.outcomes import Outcome, results
-from eventstore.reads import LogFilter
+from eventstore.log.outcomes import AppendOutcome, results
+from eventstore.log.reads import LogFilter
 
 __all__ = ["InMemoryEventStore"]
 
 
 class InMemoryEventStore:
     def __init__(self, settings: Settings | None = None) -> None:
-        self._settings = settings or Settings()
+        self._settings = settings or Settings.defaults()
         self._log: list[RecordedEvent] = []
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._tenants: dict[str, str | None] = {}
@@ -78,7 +78,7 @@ class InMemoryEventStore:
             self._changed.notify_all()
         return results(appends, outcomes)
 
-    def _judge(self, append: EncodedAppend) -> Outcome:
+    def _judge(self, append: EncodedAppend) -> AppendOutcome:
         stream = self._streams.get(append.stream_id)
         version = len(stream) if stream else 0
         found = [self._by_id[e.event_id] for e in append.events if e.event_id in self._by_id]
@@ -90,11 +90,11 @@ class InMemoryEventStore:
                 and max(versions) - min(versions) + 1 == len(found)
             ):
                 positions = [e.global_position for e in found]
-                return Outcome("duplicate", max(versions), min(positions), max(positions), None)
-            return Outcome("id_conflict", version, None, None, None)
+                return AppendOutcome("duplicate", max(versions), min(positions), max(positions), None)
+            return AppendOutcome("id_conflict", version, None, None, None)
         exists = stream is not None
         if exists and self._tenants[append.stream_id] != append.tenant_id:
-            return Outcome("tenant_mismatch", version, None, None, self._tenants[append.stream_id])
+            return AppendOutcome("tenant_mismatch", version, None, None, self._tenants[append.stream_id])
         expected = append.expected_version
         ok = (
             expected is ExpectedVersion.ANY
@@ -102,9 +102,9 @@ class InMemoryEventStore:
             or (expected is ExpectedVersion.STREAM_EXISTS and exists)
             or expected == version
         )
-        return Outcome("ok" if ok else "wrong_version", version, None, None, None)
+        return AppendOutcome("ok" if ok else "wrong_version", version, None, None, None)
 
-    def _write(self, append: EncodedAppend) -> Outcome:
+    def _write(self, append: EncodedAppend) -> AppendOutcome:
         stream = self._streams.setdefault(append.stream_id, [])
         self._tenants.setdefault(append.stream_id, append.tenant_id)
         now = datetime.now(UTC)
@@ -125,7 +125,7 @@ class InMemoryEventStore:
             stream.append(recorded)
             self._log.append(recorded)
             self._by_id[event.event_id] = recorded
-        return Outcome("ok", len(stream), first, len(self._log), None)
+        return AppendOutcome("ok", len(stream), first, len(self._log), None)
 
     async def read_stream(
         self,
