@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from typing import Annotated, Any
@@ -148,19 +149,29 @@ def snapshot(stream: Annotated[str, typer.Argument(help="stream id")]) -> None:
 
 
 def snapshotter(
-    every_events: Annotated[int, typer.Option(help="snapshot after this many events")] = 1_000,
-    every_seconds: Annotated[float | None, typer.Option(help="snapshot active streams this often")] = None,
-    every_mib: Annotated[float, typer.Option(help="snapshot after this many MiB of events")] = 10.0,
+    every_events: Annotated[
+        int | None, typer.Option(help="snapshot after this many events [default: 1000]")
+    ] = None,
+    every_seconds: Annotated[
+        float | None, typer.Option(help="snapshot active streams this often [default: never]")
+    ] = None,
+    every_mib: Annotated[
+        float | None, typer.Option(help="snapshot after this many MiB of events [default: 10]")
+    ] = None,
 ) -> None:
-    """Run the background snapshotter until interrupted."""
-    from core.domain.snapshots import SnapshotPolicy
+    """Run the background snapshotter until interrupted (defaults: CHRONICLE_SNAPSHOTS__*)."""
     from eventstore import EventStore
     from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.snapshotter import Snapshotter
 
-    policy = SnapshotPolicy(every_events, every_seconds, int(every_mib * 1024 * 1024))
-
     async def work(settings: Settings, svc: Services) -> None:
+        policy = settings.snapshots
+        if every_events is not None:
+            policy = dataclasses.replace(policy, every_events=every_events)
+        if every_seconds is not None:
+            policy = dataclasses.replace(policy, every_seconds=every_seconds)
+        if every_mib is not None:
+            policy = dataclasses.replace(policy, every_bytes=int(every_mib * 1024 * 1024))
         async with await EventStore.connect(svc.database_url, settings) as store:
             snapshots = await PostgresSnapshotStore.connect(svc.database_url, keep=policy.keep)
             try:

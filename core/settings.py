@@ -13,13 +13,17 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.domain.snapshots import SnapshotPolicy
+
 __all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
     """Chronicle's configuration. Unset URLs mean: start the embedded servers in ``data_dir``."""
 
-    model_config = SettingsConfigDict(env_prefix="CHRONICLE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="CHRONICLE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
 
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset starts an embedded PostgreSQL"
@@ -40,6 +44,10 @@ class Settings(BaseSettings):
         default=60.0,
         gt=0,
         description="seconds a subscription waits for the database to come back before it raises",
+    )
+    snapshots: SnapshotPolicy = Field(
+        default_factory=SnapshotPolicy,
+        description="when the snapshotter takes snapshots (CHRONICLE_SNAPSHOTS__EVERY_EVENTS, ...)",
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

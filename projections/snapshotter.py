@@ -125,6 +125,15 @@ class Snapshotter:
     async def run(self, from_position: int | None = None) -> None:
         """Tail the log from ``from_position`` (default: its head now) and snapshot as the policy says."""
         start = await self._events.head_position() + 1 if from_position is None else from_position
+        policy = self._policy
+        log.info(
+            "snapshotter.started",
+            from_position=start,
+            every_events=policy.every_events,
+            every_seconds=policy.every_seconds,
+            every_bytes=policy.every_bytes,
+            keep=policy.keep,
+        )
         worker = asyncio.create_task(self._work(), name="snapshotter-worker")
         try:
             async for event in self._events.subscribe(start, categories=list(self._deciders)):
