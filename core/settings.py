@@ -10,12 +10,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.domain.snapshots import SnapshotPolicy
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "TrainingSettings"]
+
+
+class TrainingSettings(BaseModel):
+    """A training run's defaults: ``chronicle train``, the ``train`` task and core's
+    ``TrainingConfig`` all take theirs from here (CHRONICLE_TRAINING__EPOCHS, ...)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: int = Field(default=40, ge=1, description="epochs to run")
+    seeds: int = Field(default=4, ge=0, description="seed slots grafted into the host")
+    batch_size: int = Field(default=128, ge=1, description="points per training step")
+    seed: int = Field(default=0, description="random seed: same seed, same run")
+    learning_rate: float = Field(default=0.03, ge=0.0, description="base learning rate")
+    checkpoint_every: int = Field(default=1, ge=0, description="epochs between checkpoints; 0 takes none")
+    device: str = Field(default="auto", description="auto, cpu, cuda or cuda:N")
 
 
 class Settings(BaseSettings):
@@ -48,6 +63,10 @@ class Settings(BaseSettings):
     snapshots: SnapshotPolicy = Field(
         default_factory=SnapshotPolicy,
         description="when the snapshotter takes snapshots (CHRONICLE_SNAPSHOTS__EVERY_EVENTS, ...)",
+    )
+    training: TrainingSettings = Field(
+        default_factory=TrainingSettings,
+        description="a training run's defaults (CHRONICLE_TRAINING__EPOCHS, ...)",
     )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
