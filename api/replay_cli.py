@@ -14,6 +14,7 @@ from core.domain.loading import AtPosition, AtTime, AtVersion, Target, decider_f
 from core.errors import InvalidInput
 from core.events import category_of, check_stream_id
 from core.settings import Settings
+from core.triad.events import RUN
 from eventstore.embedded import Services
 
 __all__ = ["parse_target", "register"]
@@ -53,7 +54,7 @@ def replay(
     async def work(settings: Settings, svc: Services) -> None:
         # Parsed in here so bad input gets run_with_services' one-line error, not a traceback.
         target = parse_target(at)
-        if category_of(check_stream_id(stream)) == "run":
+        if category_of(check_stream_id(stream)) == RUN:
             await _replay_run(stream, svc.database_url, settings, target)
             return
         decider = decider_for(stream)
@@ -92,8 +93,9 @@ async def _replay_run(stream: str, database_url: str, settings: Settings, target
     """A training run has no aggregate state: show it epoch by epoch instead."""
     from rich.console import Console
 
-    from api.run_history import render_run_history, run_history
+    from api.train_cli import render_run_history
     from eventstore import EventStore
+    from projections.run_history import run_history
 
     if target is not None and not isinstance(target, AtVersion):
         raise InvalidInput("a run stream replays to a version (--at N), not to a position or a time")

@@ -1,23 +1,30 @@
-"""`chronicle train` and `chronicle bench triad`: the training hot loop from the command line."""
+"""`chronicle train` and `chronicle bench triad`: the training hot loop from the command line,
+and the table `chronicle replay run-<id> --steps` draws (``render_run_history``)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import redis.asyncio as aioredis
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from api.runner import run_with_services
-from core.settings import Settings
+from core.settings import Settings, TrainingSettings
 from eventstore.embedded import Services
 
 if TYPE_CHECKING:
     from core.ports import EventLog
-    from core.triad.emission import MetricsSink
+    from core.triad.ports import MetricsSink
+    from projections.run_history import Checkpoint, EpochDecision, EpochRow, Rollback, SeedAfterEpoch
 
-__all__ = ["register"]
+__all__ = ["register", "render_run_history"]
+
+_DEFAULTS = TrainingSettings()  # what the help shows; CHRONICLE_TRAINING__* may override them
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -26,14 +33,22 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
 
 def train(
-    epochs: Annotated[int | None, typer.Option(min=1, help="epochs to run [default: 40]")] = None,
-    seeds: Annotated[
-        int | None, typer.Option(min=0, help="seed slots grafted into the host [default: 4]")
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help=f"epochs to run [default: {_DEFAULTS.epochs}]")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(min=1, help="[default: 128]")] = None,
-    seed: Annotated[int | None, typer.Option(help="random seed: same seed, same run [default: 0]")] = None,
-    lr: Annotated[float | None, typer.Option(min=0.0, help="base learning rate [default: 0.03]")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+    seeds: Annotated[
+        int | None, typer.Option(min=0, help=f"seed slots grafted into the host [default: {_DEFAULTS.seeds}]")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help=f"[default: {_DEFAULTS.batch_size}]")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help=f"random seed: same seed, same run [default: {_DEFAULTS.seed}]")
+    ] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=0.0, help=f"base learning rate [default: {_DEFAULTS.learning_rate}]")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help=f"auto, cpu or cuda [default: {_DEFAULTS.device}]")
+    ] = None,
     resume: Annotated[
         str | None,
         typer.Option(
@@ -50,13 +65,13 @@ def train(
 
     Every decision and seed transition is an event in run-<id>; per-step metrics go to Redis.
     """
-    from api.train import train_task
+    from api.services.training import train_task
     from eventstore import EventStore
     from eventstore.migrate import upgrade
     from eventstore.redis.metrics_stream import RedisMetricsSink
 
     given = {"epochs": epochs, "seeds": seeds, "batch_size": batch_size, "seed": seed, "lr": lr}
-    payload: dict[str, Any] = {k: v for k, v in given.items() if v is not None} | {"device": device}
+    payload: dict[str, Any] = {k: v for k, v in (given | {"device": device}).items() if v is not None}
     if resume:
         payload |= {"run_id": resume, "resume": True}
 
@@ -66,9 +81,15 @@ def train(
         try:
             async with await EventStore.connect(svc.database_url, settings) as store:
                 sink, root = RedisMetricsSink(redis), settings.data_dir / "runs"
-                summary = await train_task(payload, event_log=store, metrics_sink=sink, checkpoint_root=root)
+                summary = await train_task(
+                    payload,
+                    event_log=store,
+                    metrics_sink=sink,
+                    checkpoint_root=root,
+                    defaults=settings.training,
+                )
                 if baseline and not summary.get("already_completed"):
-                    summary["host_alone"] = await _train_host_alone(payload, store, sink, root)
+                    summary["host_alone"] = await _train_host_alone(payload, store, sink, root, settings)
                 return summary
         finally:
             await redis.aclose()
@@ -87,24 +108,24 @@ def train(
 
 
 async def _train_host_alone(
-    payload: dict[str, Any], store: EventLog, sink: MetricsSink, root: Path
+    payload: dict[str, Any], store: EventLog, sink: MetricsSink, root: Path, settings: Settings
 ) -> dict[str, Any]:
     """The fair comparison: a host trained alone on the same data for the same epochs (a resumed
     run's own options). "Seeds forced off" measures a network that was trained with its seeds."""
-    from api.run_resume import recorded_run, resume_payload
-    from api.train import train_task
+    from api.services.run_resume import resume_payload
+    from api.services.training import recorded_run_of, train_task
 
     if payload.get("resume"):
-        stream = await store.read_stream(f"run-{payload['run_id']}")
-        payload = resume_payload(payload, recorded_run(payload["run_id"], stream))
+        payload = resume_payload(payload, await recorded_run_of(payload["run_id"], store))
     alone = {k: v for k, v in payload.items() if k not in ("run_id", "resume")} | {"seeds": 0}
-    host = await train_task(alone, event_log=store, metrics_sink=sink, checkpoint_root=root)
+    host = await train_task(
+        alone, event_log=store, metrics_sink=sink, checkpoint_root=root, defaults=settings.training
+    )
     return {"run_id": host["run_id"], "val_accuracy": host["val_accuracy"]}
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(width=max(Console().width, 110))
     table = Table(title=f"run {summary['run_id']}", show_header=False)
@@ -152,10 +173,96 @@ def bench_triad(
         typer.echo(json.dumps(result, indent=2, default=str))
         return
     from rich.console import Console
-    from rich.table import Table
 
     table = Table("figure", "measured", "unit", "target", "met")
     for f in result["figures"]:
         met = "" if f["met"] is None else ("yes" if f["met"] else "NO")
         table.add_row(f["name"], f"{f['measured']:.4g}", f["unit"], str(f["target"] or ""), met)
     Console().print(table)
+
+
+# -- a run epoch by epoch (chronicle replay run-<id> --steps) -----------------------------------
+
+
+def render_run_history(rows: Sequence[EpochRow], *, title: str | None = None) -> Table:
+    """The rows as a rich table; the attempt and train-accuracy columns appear only when used."""
+    show_attempt = any(r.attempt > 1 for r in rows)
+    show_train_accuracy = any(r.train_accuracy is not None for r in rows)
+    table = Table(title=title)
+    table.add_column("epoch", justify="right")
+    if show_attempt:
+        table.add_column("attempt", justify="right")
+    table.add_column("train loss", justify="right")
+    if show_train_accuracy:
+        table.add_column("train acc", justify="right")
+    for name in ("val loss", "val acc"):
+        table.add_column(name, justify="right")
+    for name in ("decision", "outcome", "seeds after the epoch", "rollback", "checkpoint", "notes"):
+        table.add_column(name)
+    for row in rows:
+        cells = [str(row.epoch)]
+        if show_attempt:
+            cells.append(str(row.attempt))
+        cells.append(_number(row.train_loss))
+        if show_train_accuracy:
+            cells.append(_number(row.train_accuracy))
+        cells += [_number(row.val_loss), _number(row.val_accuracy)]
+        cells += [_decision_text(row.decision), _outcome_text(row.decision), _seeds_text(row.seeds)]
+        cells += [_rollbacks_text(row.rollbacks), _checkpoint_text(row.checkpoint), _notes_text(row)]
+        table.add_row(*(Text(cell) for cell in cells))  # plain text: a reason may hold [brackets]
+    return table
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _decision_text(decision: EpochDecision | None) -> str:
+    if decision is None:
+        return "-"
+    arguments = " ".join(f"{k}={v}" for k, v in decision.arguments)
+    text = f"{decision.kind} {arguments}".rstrip()
+    if decision.issued_by != "policy":  # an override is the interesting part of the row
+        text += f"\n[{decision.issued_by}] {decision.reason}"
+    if decision.rejected:
+        text += f"\nrefused: {decision.rejected}"
+    return text
+
+
+def _outcome_text(decision: EpochDecision | None) -> str:
+    return "-" if decision is None or decision.outcome is None else decision.outcome
+
+
+def _seeds_text(seeds: Sequence[SeedAfterEpoch]) -> str:
+    lines = []
+    for seed in seeds:
+        stage = seed.stage if seed.moved_from is None else f"{seed.moved_from}->{seed.stage}"
+        line = f"{seed.slot}: {stage}"
+        if seed.alpha:
+            line += f" a={seed.alpha:.2f}"
+        if seed.contribution is not None:
+            line += f" {seed.contribution:+.3f}"
+        lines.append(line)
+    return "\n".join(lines) or "-"
+
+
+def _rollbacks_text(rollbacks: Sequence[Rollback]) -> str:
+    texts = [f"{r.tier} to epoch {r.restored_epoch}: {r.reason}" for r in rollbacks]
+    return "\n".join(texts) or "-"
+
+
+def _checkpoint_text(checkpoint: Checkpoint | None) -> str:
+    return "-" if checkpoint is None else f"{checkpoint.file} {checkpoint.sha256[:12]}"
+
+
+def _notes_text(row: EpochRow) -> str:
+    notes = [f"over budget: {o.part} {o.elapsed_ms:.2f}/{o.budget_ms:g} ms" for o in row.overruns]
+    for switch in row.mode_switches:
+        verb = "entered" if switch.entered else "left"
+        notes.append(f"{switch.component} {verb} conservative mode: {switch.reason}")
+    notes += [f"failed: {reason}" for reason in row.failures]
+    if row.resumed_here:
+        notes.append("resumed from this checkpoint")
+    if not row.completed:
+        notes.append("epoch not completed")
+    return "\n".join(notes) or "-"

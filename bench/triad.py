@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
+from api.services.training_assembly import build_tolaria, select_device
 from core.ports import EventLog
-from core.triad import run_events as ev
-from core.triad.assembly import RunOptions, build_tolaria, select_device
+from core.triad.config import RunOptions, TrainingConfig
 from core.triad.contracts import (
     AdaptationCommand,
     Blueprint,
@@ -43,18 +43,26 @@ from core.triad.contracts import (
     encode_packet,
 )
 from core.triad.data import SpiralTask, wide_host
-from core.triad.emission import EmissionConfig, EventBuffer, Flusher, InMemoryMetricsSink, NullEventSink
+from core.triad.events import DecisionMade, RunEvent
 from core.triad.guards import BoundaryBudget
 from core.triad.kasmina import Kasmina, KasminaConfig
 from core.triad.lifecycle import LifecycleConfig
-from core.triad.rollback import CheckpointStore, capture, restore
+from core.triad.ports import EventSink, NullEventSink
+from core.triad.rollback import capture, restore
 from core.triad.tamiyo import HeuristicConfig, RiskConfig
-from core.triad.tolaria import Tolaria, TrainingConfig
+from core.triad.tolaria import Tolaria
 from eventstore import InMemoryEventStore
+from eventstore.triad.checkpoints import CheckpointStore
+from eventstore.triad.emission import EmissionConfig, EventBuffer, Flusher, InMemoryMetricsSink
 
 __all__ = ["run"]
 
 _UNLIMITED = BoundaryBudget(1e9, 1e9, 1e9, 1e9)
+
+
+def _decision(command_id: int = 1) -> DecisionMade:
+    """A typical lifecycle event, as the step thread emits it."""
+    return DecisionMade(command_id, 1, "WAIT", {}, "policy", "")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -88,7 +96,7 @@ def boundary_times(seeds: int, epochs: int, device: str) -> list[float]:
         germinate = Germinate(slot, Blueprint(1 + slot % 3), blend_steps=4)
         tolaria.kasmina.apply(AdaptationCommand(0, -1, germinate), -1)
     tolaria.run()
-    return tolaria.boundary_ms["total"][2:]  # the first boundaries warm caches and code paths
+    return list(tolaria.progress().boundary_ms["total"][2:])  # the first ones warm caches and code paths
 
 
 # -- contracts and emission ----------------------------------------------------------------------
@@ -112,8 +120,8 @@ def _timed_us(action: Callable[[], object], repeats: int) -> list[float]:
 
 def emit_cost_us(repeats: int = 20_000) -> list[float]:
     buffer = EventBuffer(EmissionConfig(event_capacity=repeats + 1))
-    payload = {"epoch": 1}
-    return _timed_us(lambda: buffer.emit(ev.DECISION_MADE, payload), repeats)
+    event = _decision()
+    return _timed_us(lambda: buffer.emit(event), repeats)
 
 
 async def flusher_rate(event_log: EventLog | None, events: int = 50_000) -> float:
@@ -124,7 +132,7 @@ async def flusher_rate(event_log: EventLog | None, events: int = 50_000) -> floa
 
     def produce() -> None:
         for i in range(events):
-            buffer.emit(ev.DECISION_MADE, {"n": i})
+            buffer.emit(_decision(i))
 
     started = time.perf_counter()
     await asyncio.to_thread(produce)
@@ -257,23 +265,45 @@ async def step_overhead(pairs: int, device: str, *, seeds: int = 4, warmup: int 
         torch.set_num_threads(threads)
 
 
+class _SwitchedSink:
+    """The EventSink of the paired run: emission on (the flusher's buffer) or off (a null sink),
+    switched between segments. Both sides pay for the one forwarding call."""
+
+    def __init__(self, on: EventSink) -> None:
+        self.on: EventSink = on
+        self.current: EventSink = on
+
+    def switch(self, emission: bool) -> None:
+        self.current = self.on if emission else NullEventSink()
+
+    def emit(self, event: RunEvent) -> None:
+        self.current.emit(event)
+
+    def metric(self, packet: TelemetryPacket) -> None:
+        self.current.metric(packet)
+
+    def barrier(self) -> Callable[[], bool]:
+        return self.current.barrier()
+
+
 async def _interleaved(pairs: int, options: RunOptions, warmup: int) -> OverheadFigures:
-    tolaria = build_tolaria(options)
+    buffer = EventBuffer()
+    sink = _SwitchedSink(buffer)
+    tolaria = build_tolaria(options, sink=sink)
     for slot in range(options.seeds or 0):
         germinate = Germinate(slot, Blueprint(1 + slot % 3))
         tolaria.kasmina.apply(AdaptationCommand(0, -1, germinate), -1)
-    buffer = EventBuffer()
     flusher = Flusher(buffer, InMemoryEventStore(), options.run_id, metrics_sink=InMemoryMetricsSink())
     await flusher.start()
     try:
         for index in range(warmup):
-            await _segment(tolaria, flusher, emission=index % 2 == 0)
+            await _segment(tolaria, sink, flusher, emission=index % 2 == 0)
         emitted_before = buffer.events_emitted, buffer.metrics_emitted
         off: list[_Segment] = []
         on: list[_Segment] = []
         for pair in range(pairs):
             for emission in (True, False) if pair % 2 == 0 else (False, True):
-                (on if emission else off).append(await _segment(tolaria, flusher, emission))
+                (on if emission else off).append(await _segment(tolaria, sink, flusher, emission))
     finally:
         await flusher.close()
     steps_on = max(sum(s.steps for s in on), 1)
@@ -284,17 +314,17 @@ async def _interleaved(pairs: int, options: RunOptions, warmup: int) -> Overhead
     return _overhead_figures(off, on, calls)
 
 
-async def _segment(tolaria: Tolaria, flusher: Flusher, emission: bool) -> _Segment:
+async def _segment(tolaria: Tolaria, sink: _SwitchedSink, flusher: Flusher, emission: bool) -> _Segment:
     """One epoch with emission on or off; when on, it ends once the flusher has caught up."""
-    tolaria.sink = flusher.buffer if emission else NullEventSink()
-    steps_before = tolaria.global_step
+    sink.switch(emission)
+    steps_before = tolaria.progress().global_step
     started = time.perf_counter()
     await asyncio.to_thread(tolaria.run_epoch)
     trained = time.perf_counter()
     if emission:
         await _drained(flusher)
     ended = time.perf_counter()
-    steps = max(tolaria.global_step - steps_before, 1)
+    steps = max(tolaria.progress().global_step - steps_before, 1)
     return _Segment(
         (ended - started) * 1000 / steps, steps, (ended - trained) * 1000, (ended - started) * 1000
     )
@@ -354,13 +384,13 @@ def per_call_us(call: str, chunks: int = 50, chunk: int = 1000) -> float:
     in a run, so a buffer of tens of thousands of entries does not bill the garbage collector."""
     buffer = EventBuffer()
     packet = TelemetryPacket(0, 0, (("loss", 1.0), ("grad_norm", 1.0), ("lr", 0.01)))
-    payload = {"epoch": 1}
+    event = _decision()
     means = []
     for _ in range(chunks):
         started = time.perf_counter_ns()
         if call == "emit":
             for _ in range(chunk):
-                buffer.emit(ev.DECISION_MADE, payload)
+                buffer.emit(event)
         else:
             for _ in range(chunk):
                 buffer.metric(packet)

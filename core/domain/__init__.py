@@ -2,7 +2,7 @@
 
 Modules:
 - ``contracts``: DomainEvent, EventRegistry (type and version to class, upcasting), UnknownEvent
-- ``registry``: DOMAIN_EVENTS, the registry of every agent, task and conversation event
+- ``registry``: DOMAIN_EVENTS, the registry of every agent, task, conversation and training-run event
 - ``decider``: Decider, the shape every aggregate shares (decide, evolve, fold, state JSON)
 - ``agent``, ``task``, ``conversation``: one package per aggregate (events, commands, state, decide)
 - ``handling``: handle(), load-decide-append with retries, idempotency and metadata

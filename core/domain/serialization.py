@@ -5,6 +5,9 @@ state are written by the same rules. A dataclass's plan (one encoder and one dec
 is built once from its annotations and cached; replay pays for a dict lookup and the field
 conversions, never for introspection.
 
+A field is stored under its own name, or under the key ``stored_as(key)`` names in its metadata
+(``field(metadata=stored_as("from"))``), for a stored key that is not a Python identifier.
+
 Supported field types: str, int, float, bool, datetime (ISO 8601, timezone-aware), Enum (its
 value), ``X | None``, ``tuple[X, ...]``, ``Mapping[str, Any]`` (a JSON object, kept as is),
 ``Any`` and nested dataclasses. Anything else is refused when the plan is built, so an
@@ -43,6 +46,7 @@ __all__ = [
     "decoder_of",
     "from_json_value",
     "slot_setters",
+    "stored_as",
     "to_json_value",
 ]
 
@@ -52,9 +56,18 @@ Encode = Callable[[Any], Any]
 Decode = Callable[[Any], Any]
 
 
+_STORED_AS = "chronicle.stored_as"
+
+
+def stored_as(key: str) -> dict[str, str]:
+    """Field metadata: store this field under ``key`` rather than under its Python name."""
+    return {_STORED_AS: key}
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Field:
     name: str
+    key: str  # the JSON key: the name, unless the field's metadata says otherwise
     required: bool
     encode: Encode | None  # None: the value is already JSON (str, int, ...), copy it as is
     decode: Decode
@@ -63,7 +76,7 @@ class _Field:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Plan:
     fields: tuple[_Field, ...]
-    names: frozenset[str]
+    keys: frozenset[str]
 
 
 _PLANS: dict[type, _Plan] = {}
@@ -75,7 +88,7 @@ def to_json_value(obj: object) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in plan.fields:
         value = getattr(obj, f.name)
-        out[f.name] = value if f.encode is None else f.encode(value)
+        out[f.key] = value if f.encode is None else f.encode(value)
     return out
 
 
@@ -100,15 +113,15 @@ def _decode_dataclass(cls: type[T], data: Any) -> T:
         raise InvalidShape("", f"expected a JSON object, got {type(data).__name__}")
     kwargs: dict[str, Any] = {}
     for f in plan.fields:
-        if f.name in data:
+        if f.key in data:
             try:
-                kwargs[f.name] = f.decode(data[f.name])
+                kwargs[f.name] = f.decode(data[f.key])
             except InvalidShape as exc:
-                raise InvalidShape(f".{f.name}{exc.path}", exc.reason) from exc
+                raise InvalidShape(f".{f.key}{exc.path}", exc.reason) from exc
         elif f.required:
-            raise InvalidShape(f".{f.name}", "missing")
+            raise InvalidShape(f".{f.key}", "missing")
     if len(kwargs) != len(data):
-        raise InvalidShape("", f"unknown fields {sorted(data.keys() - plan.names)}")
+        raise InvalidShape("", f"unknown fields {sorted(data.keys() - plan.keys)}")
     return cls(**kwargs)
 
 
@@ -127,8 +140,8 @@ def _build_plan(cls: type) -> _Plan:
     for f in dataclasses.fields(cls):
         encode, decode = _converter(hints[f.name], f"{cls.__qualname__}.{f.name}")
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        fields.append(_Field(f.name, required, encode, decode))
-    return _Plan(tuple(fields), frozenset(f.name for f in fields))
+        fields.append(_Field(f.name, f.metadata.get(_STORED_AS, f.name), required, encode, decode))
+    return _Plan(tuple(fields), frozenset(f.key for f in fields))
 
 
 def _converter(tp: Any, where: str) -> tuple[Encode | None, Decode]:
@@ -297,11 +310,11 @@ def _compile_decoder(cls: type) -> Callable[[Any], Any]:
     body.append("try:")
     for i, f in enumerate(plan.fields):
         if f.required:
-            body += [f"    v{i} = data[{f.name!r}]", *_indent(_check(hints[f.name], f"v{i}", env), 1)]
+            body += [f"    v{i} = data[{f.key!r}]", *_indent(_check(hints[f.name], f"v{i}", env), 1)]
         else:
             env[f"default_{i}"] = _default_of(defaults[f.name])
             body += [
-                f"    v{i} = data.get({f.name!r}, missing)",
+                f"    v{i} = data.get({f.key!r}, missing)",
                 f"    if v{i} is missing:",
                 f"        v{i} = default_{i}()",
                 "    else:",
@@ -425,8 +438,8 @@ def compile_function(
 ) -> Callable[..., Any]:
     """A function generated from ``body`` lines, as ``dataclasses`` builds ``__init__``.
 
-    Only identifiers and ``repr`` of field names (which are Python identifiers) reach the
-    source; values reach the function through ``env``, never through the text.
+    Only identifiers and the ``repr`` of field names and stored keys (string literals) reach
+    the source; values reach the function through ``env``, never through the text.
     """
     source = f"def {name}({', '.join(params)}):\n" + "".join(f"    {line}\n" for line in body)
     namespace = dict(env)

@@ -7,8 +7,7 @@ together, so there is no field-level compatibility to negotiate, only a version 
 The state packet has a compact positional encoding (``encode_packet``/``decode_packet``): a JSON
 array in a fixed field order, written by orjson. It is measured against a budget of 20 us at p95
 for 32 seed states; a dataclass walk costs about six times that, which is why it is positional.
-Events in the run's stream use the readable ``*_to_data`` dicts instead: they are built on the
-flusher's thread, never on the step thread.
+The run's stream records these messages as readable, versioned events instead (``events``).
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -42,12 +40,8 @@ __all__ = [
     "SystemStatePacket",
     "TelemetryPacket",
     "Wait",
-    "command_to_data",
     "decode_packet",
     "encode_packet",
-    "field_report_to_data",
-    "finite_or_none",
-    "seed_state_to_data",
 ]
 
 CONTRACT_VERSION = 1
@@ -317,57 +311,3 @@ def decode_packet(raw: bytes) -> SystemStatePacket:
 
 def _float(value: float | None) -> float:
     return math.nan if value is None else float(value)
-
-
-# -- readable event data (built off the step thread) --------------------------------------------
-
-
-def finite_or_none(value: float | None) -> float | None:
-    """The event log stores JSON, which has no NaN: a non-finite number is recorded as null."""
-    if value is None or not math.isfinite(value):
-        return None
-    return float(value)
-
-
-def seed_state_to_data(seed: SeedState) -> dict[str, Any]:
-    return {
-        "slot": seed.slot,
-        "stage": seed.stage.name,
-        "blueprint": None if seed.blueprint is None else seed.blueprint.name,
-        "alpha": round(seed.alpha, 6),
-        "epochs_in_stage": seed.epochs_in_stage,
-        "age_epochs": seed.age_epochs,
-        "gradient_norm": finite_or_none(seed.gradient_norm),
-        "contribution": finite_or_none(seed.contribution),
-    }
-
-
-def command_to_data(command: AdaptationCommand) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
-    for name in command.payload.__dataclass_fields__:
-        value = getattr(command.payload, name)
-        payload[name] = value.name if isinstance(value, enum.Enum) else value
-    return {
-        "command_id": command.command_id,
-        "epoch": command.epoch,
-        "kind": command.kind.name,
-        "payload": payload,
-        "issued_by": command.issued_by,
-        "reason": command.reason,
-        "version": command.version,
-    }
-
-
-def field_report_to_data(report: FieldReport) -> dict[str, Any]:
-    return {
-        "command_id": report.command_id,
-        "command_kind": report.command_kind.name,
-        "issued_epoch": report.issued_epoch,
-        "observed_epoch": report.observed_epoch,
-        "outcome": report.outcome.name,
-        "val_loss_before": finite_or_none(report.val_loss_before),
-        "val_loss_after": finite_or_none(report.val_loss_after),
-        "val_accuracy_before": finite_or_none(report.val_accuracy_before),
-        "val_accuracy_after": finite_or_none(report.val_accuracy_after),
-        "version": report.version,
-    }

@@ -1,8 +1,8 @@
 """The triad's errors.
 
 TriadError (a core.errors.ChronicleError)
-├── IllegalTransition        the lifecycle has no such edge, or its gate refused it
-├── CommandRejected          a command Kasmina cannot apply (unknown slot, wrong kind)
+├── IllegalSeedTransition    the lifecycle has no such edge, or its gate refused it
+├── SeedCommandRejected      a command Kasmina cannot apply (unknown slot, wrong kind)
 └── CheckpointError
     ├── NoCheckpoint         nothing to resume from
     ├── CheckpointCorrupt    the bytes on disk do not match their recorded checksum
@@ -17,9 +17,9 @@ __all__ = [
     "CheckpointCorrupt",
     "CheckpointError",
     "CheckpointNotPublished",
-    "CommandRejected",
-    "IllegalTransition",
+    "IllegalSeedTransition",
     "NoCheckpoint",
+    "SeedCommandRejected",
     "TriadError",
 ]
 
@@ -28,7 +28,7 @@ class TriadError(ChronicleError):
     """Base of the training loop's own errors."""
 
 
-class IllegalTransition(TriadError):
+class IllegalSeedTransition(TriadError):
     def __init__(self, slot: int, from_stage: str, to_stage: str, reason: str) -> None:
         self.slot = slot
         self.from_stage = from_stage
@@ -37,7 +37,7 @@ class IllegalTransition(TriadError):
         super().__init__(f"slot {slot}: {from_stage} -> {to_stage} refused: {reason}")
 
 
-class CommandRejected(TriadError):
+class SeedCommandRejected(TriadError):
     def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(reason)

@@ -17,7 +17,7 @@ from torch import nn
 from core.triad.contracts import Blueprint, SeedStage
 from core.triad.kasmina import Kasmina
 
-__all__ = ["Evaluation", "FossilReport", "SeedContribution", "evaluate", "measure_contributions"]
+__all__ = ["Evaluation", "FossilReport", "LossFn", "SeedContribution", "evaluate", "measure_contributions"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _CHUNK = 8192

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +29,6 @@ from torch import nn
 from core.triad.blueprints import build_seed
 from core.triad.contracts import (
     AdaptationCommand,
-    AlphaCurve,
     Blueprint,
     Fossilize,
     Germinate,
@@ -39,11 +37,22 @@ from core.triad.contracts import (
     SeedState,
     SetAlphaTarget,
 )
-from core.triad.errors import CommandRejected, IllegalTransition
-from core.triad.lifecycle import LIVE_STAGES, AlphaSchedule, GateFacts, LifecycleConfig, gate
-from core.triad.tensors import clone_tree, snapshot_tree
+from core.triad.errors import IllegalSeedTransition, SeedCommandRejected
+from core.triad.lifecycle import LIVE_STAGES, AlphaSchedule, LifecycleConfig, gate
+from core.triad.slots import (
+    SeedSlot,
+    SlotSnapshot,
+    Transition,
+    chain_hook,
+    feature_widths,
+    gate_facts,
+    record_from_plain,
+    seed_state,
+    snapshot_slot,
+)
+from core.triad.tensors import clone_tree
 
-__all__ = ["Kasmina", "KasminaConfig", "SeedSlot", "SlotSnapshot", "Transition"]
+__all__ = ["Kasmina", "KasminaConfig"]
 
 S = SeedStage
 _AUTOMATIC: dict[SeedStage, SeedStage] = {
@@ -62,79 +71,6 @@ class KasminaConfig:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     seed_lr_scale: float = 1.0
     seed_grad_clip: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    slot: int
-    from_stage: SeedStage
-    to_stage: SeedStage
-    epoch: int
-    reason: str
-    blueprint: Blueprint | None = None
-
-
-@dataclass(slots=True)
-class _Record:
-    """A slot's lifecycle bookkeeping; mutable, owned by its slot, copied into snapshots."""
-
-    stage: SeedStage = S.DORMANT
-    blueprint: Blueprint | None = None
-    curve: AlphaCurve = AlphaCurve.LINEAR
-    blend_steps: int = 64
-    schedule: AlphaSchedule | None = None
-    epochs_in_stage: int = 0
-    age_epochs: int = 0
-    contribution: float | None = None
-    germinations: int = 0
-    moved_at_epoch: int | None = None  # the boundary that last moved the slot
-
-
-@dataclass(frozen=True, slots=True)
-class SlotSnapshot:
-    """A slot at one moment: its record as plain values, its seed's weights and optimizer."""
-
-    index: int
-    record: dict[str, Any]
-    seed_state: dict[str, torch.Tensor] | None
-    optimizer_state: dict[str, Any] | None
-
-
-class SeedSlot(nn.Module):
-    def __init__(self, index: int, point: str, features: int) -> None:
-        super().__init__()
-        self.index = index
-        self.point = point
-        self.features = features
-        self.seed: nn.Module | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.record = _Record()
-        self.forced_alpha: float | None = None
-        self.grad_norm: torch.Tensor | None = None
-
-    @property
-    def alpha(self) -> float:
-        if self.forced_alpha is not None:
-            return self.forced_alpha
-        schedule = self.record.schedule
-        return 0.0 if schedule is None else schedule.value
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        stage, seed = self.record.stage, self.seed
-        if seed is None or stage not in _ACTIVE:
-            return h
-        if stage is S.TRAINING:
-            delta: torch.Tensor = seed(h.detach())
-            return h + (delta - delta.detach())
-        alpha = self.alpha
-        if alpha == 0.0:
-            return h
-        seed_input = h if stage is S.FOSSILIZED else h.detach()
-        residual: torch.Tensor = seed(seed_input)
-        return h + alpha * residual
-
-
-_ACTIVE = frozenset({S.TRAINING, S.BLENDING, S.HOLDING, S.FOSSILIZED})
 
 
 class Kasmina:
@@ -164,13 +100,13 @@ class Kasmina:
         modules = dict(host.named_modules())
         missing = [p for p in points if p not in modules]
         if missing:
-            raise CommandRejected(f"host has no submodule named {missing}")
-        widths = _feature_widths(host, [modules[p] for p in points], sample_input)
+            raise SeedCommandRejected(f"host has no submodule named {missing}")
+        widths = feature_widths(host, [modules[p] for p in points], sample_input)
         for point, width in zip(points, widths, strict=True):
             chain = [SeedSlot(len(self.slots) + i, point, width) for i in range(per_point)]
             for slot in chain:
                 self.slots.append(slot)
-            self._hooks.append(modules[point].register_forward_hook(_chain_hook(chain)))
+            self._hooks.append(modules[point].register_forward_hook(chain_hook(chain)))
 
     def detach_from_host(self) -> None:
         for handle in self._hooks:
@@ -181,14 +117,14 @@ class Kasmina:
 
     def slot(self, index: int) -> SeedSlot:
         if not 0 <= index < len(self.slots):
-            raise CommandRejected(f"no slot {index}; there are {len(self.slots)}")
+            raise SeedCommandRejected(f"no slot {index}; there are {len(self.slots)}")
         return self.slots[index]  # type: ignore[return-value]  # ModuleList items are nn.Module
 
     def all_slots(self) -> list[SeedSlot]:
         return [self.slot(i) for i in range(len(self.slots))]
 
     def states(self) -> tuple[SeedState, ...]:
-        return tuple(_seed_state(slot) for slot in self.all_slots())
+        return tuple(seed_state(slot) for slot in self.all_slots())
 
     def live_count(self) -> int:
         return sum(1 for slot in self.all_slots() if slot.record.stage in LIVE_STAGES)
@@ -196,7 +132,7 @@ class Kasmina:
     # -- commands and the epoch boundary -------------------------------------------------------
 
     def apply(self, command: AdaptationCommand, epoch: int) -> Transition | None:
-        """Apply one seed command: at most one transition, or IllegalTransition/CommandRejected."""
+        """Apply one seed command: at most one transition, or IllegalSeedTransition/SeedCommandRejected."""
         payload = command.payload
         if isinstance(payload, Germinate):
             return self._germinate(payload, epoch, command.reason)
@@ -207,7 +143,7 @@ class Kasmina:
         if isinstance(payload, SetAlphaTarget):
             self._retarget(self.slot(payload.slot), payload.target)
             return None
-        raise CommandRejected(f"{command.kind.name} is not a Kasmina command")
+        raise SeedCommandRejected(f"{command.kind.name} is not a Kasmina command")
 
     def close_epoch(self) -> None:
         """Count the epoch that just ended toward every slot's dwell."""
@@ -224,7 +160,7 @@ class Kasmina:
             target = _AUTOMATIC.get(slot.record.stage)
             if target is None or slot.record.moved_at_epoch == epoch:
                 continue
-            if gate(slot.record.stage, target, _facts(slot), self.config.lifecycle).allowed:
+            if gate(slot.record.stage, target, gate_facts(slot), self.config.lifecycle).allowed:
                 moved.append(self._move(slot, target, epoch, "gate passed"))
         return moved
 
@@ -276,7 +212,7 @@ class Kasmina:
     # -- snapshots -----------------------------------------------------------------------------
 
     def snapshot(self, to_host: bool) -> tuple[SlotSnapshot, ...]:
-        return tuple(_snapshot_slot(slot, to_host) for slot in self.all_slots())
+        return tuple(snapshot_slot(slot, to_host) for slot in self.all_slots())
 
     def restore(self, snapshots: Sequence[SlotSnapshot]) -> None:
         for saved in snapshots:
@@ -307,10 +243,12 @@ class Kasmina:
     def _check(self, slot: SeedSlot, target: SeedStage, epoch: int) -> None:
         current = slot.record.stage
         if slot.record.moved_at_epoch == epoch:
-            raise IllegalTransition(slot.index, current.name, target.name, "already moved at this boundary")
-        verdict = gate(current, target, _facts(slot), self.config.lifecycle)
+            raise IllegalSeedTransition(
+                slot.index, current.name, target.name, "already moved at this boundary"
+            )
+        verdict = gate(current, target, gate_facts(slot), self.config.lifecycle)
         if not verdict.allowed:
-            raise IllegalTransition(slot.index, current.name, target.name, verdict.reason)
+            raise IllegalSeedTransition(slot.index, current.name, target.name, verdict.reason)
 
     def _enter(self, slot: SeedSlot, target: SeedStage, epoch: int, reason: str) -> Transition:
         record = slot.record
@@ -335,18 +273,18 @@ class Kasmina:
     def _retarget(self, slot: SeedSlot, target: float) -> None:
         record = slot.record
         if record.stage not in (S.BLENDING, S.HOLDING) or record.schedule is None:
-            raise CommandRejected(
+            raise SeedCommandRejected(
                 f"slot {slot.index} is {record.stage.name}; alpha is set only while blending"
             )
         if not 0.0 <= target <= 1.0:
-            raise CommandRejected(f"alpha target {target} is outside [0, 1]")
+            raise SeedCommandRejected(f"alpha target {target} is outside [0, 1]")
         if record.stage is S.BLENDING:
             record.schedule = record.schedule.retargeted(target)
         else:  # holding: the ramp is over, so the new alpha applies at once
             record.schedule = AlphaSchedule(record.curve, 0, target, target)
 
     def _restore_slot(self, slot: SeedSlot, saved: SlotSnapshot) -> None:
-        slot.record = _record_from_plain(saved.record)
+        slot.record = record_from_plain(saved.record)
         slot.grad_norm = None
         if saved.seed_state is None or slot.record.blueprint is None:
             slot.seed, slot.optimizer = None, None
@@ -362,97 +300,6 @@ class Kasmina:
             slot.optimizer.load_state_dict(clone_tree(saved.optimizer_state, self.device))
 
 
-def _facts(slot: SeedSlot) -> GateFacts:
-    record = slot.record
-    complete = record.schedule is not None and record.schedule.complete
-    return GateFacts(record.epochs_in_stage, complete, record.contribution)
-
-
-def _seed_state(slot: SeedSlot) -> SeedState:
-    record = slot.record
-    norm = slot.grad_norm
-    return SeedState(
-        slot=slot.index,
-        stage=record.stage,
-        blueprint=record.blueprint,
-        alpha=slot.alpha,
-        epochs_in_stage=record.epochs_in_stage,
-        age_epochs=record.age_epochs,
-        gradient_norm=0.0 if norm is None else float(norm),
-        contribution=record.contribution,
-    )
-
-
-def _snapshot_slot(slot: SeedSlot, to_host: bool) -> SlotSnapshot:
-    fields = _record_to_plain(slot.record)
-    seed_state = None if slot.seed is None else snapshot_tree(slot.seed.state_dict(), to_host)
-    optimizer_state = None if slot.optimizer is None else snapshot_tree(slot.optimizer.state_dict(), to_host)
-    return SlotSnapshot(slot.index, fields, seed_state, optimizer_state)
-
-
-def _record_to_plain(record: _Record) -> dict[str, Any]:
-    """Ints, floats and None only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
-    schedule = record.schedule
-    return {
-        "stage": int(record.stage),
-        "blueprint": None if record.blueprint is None else int(record.blueprint),
-        "curve": int(record.curve),
-        "blend_steps": record.blend_steps,
-        "schedule": None
-        if schedule is None
-        else [int(schedule.curve), schedule.steps, schedule.target, schedule.start, schedule.done],
-        "epochs_in_stage": record.epochs_in_stage,
-        "age_epochs": record.age_epochs,
-        "contribution": record.contribution,
-        "germinations": record.germinations,
-        "moved_at_epoch": record.moved_at_epoch,
-    }
-
-
-def _record_from_plain(plain: dict[str, Any]) -> _Record:
-    schedule = plain["schedule"]
-    return _Record(
-        stage=SeedStage(plain["stage"]),
-        blueprint=None if plain["blueprint"] is None else Blueprint(plain["blueprint"]),
-        curve=AlphaCurve(plain["curve"]),
-        blend_steps=plain["blend_steps"],
-        schedule=None
-        if schedule is None
-        else AlphaSchedule(AlphaCurve(schedule[0]), schedule[1], schedule[2], schedule[3], schedule[4]),
-        epochs_in_stage=plain["epochs_in_stage"],
-        age_epochs=plain["age_epochs"],
-        contribution=plain["contribution"],
-        germinations=plain["germinations"],
-        moved_at_epoch=plain["moved_at_epoch"],
-    )
-
-
 def _seed_for(run_seed: int, slot: int, germination: int) -> int:
     """A distinct, reproducible RNG seed per (run, slot, germination)."""
     return (run_seed * 1_000_003 + slot * 10_007 + germination) % (2**63)
-
-
-def _chain_hook(chain: list[SeedSlot]) -> Any:
-    def hook(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        for slot in chain:
-            output = slot(output)
-        return output
-
-    return hook
-
-
-def _feature_widths(host: nn.Module, modules: list[nn.Module], sample: torch.Tensor) -> list[int]:
-    widths: dict[int, int] = {}
-    handles = [
-        module.register_forward_hook(
-            lambda m, _i, out, key=id(module): widths.__setitem__(key, int(out.shape[-1]))
-        )
-        for module in modules
-    ]
-    try:
-        with torch.no_grad():
-            host(sample)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return [widths[id(module)] for module in modules]

@@ -15,13 +15,18 @@ from typing import Any, Literal
 
 import torch
 
+from core.settings import TrainingSettings
+
 __all__ = ["LearningRateController", "LearningRateSchedule"]
+
+
+_DEFAULTS = TrainingSettings()
 
 
 @dataclass(frozen=True, slots=True)
 class LearningRateSchedule:
-    base: float = 3e-2
-    total_epochs: int = 40
+    base: float = _DEFAULTS.learning_rate
+    total_epochs: int = _DEFAULTS.epochs
     warmup_epochs: int = 1
     shape: Literal["cosine", "constant"] = "cosine"
     floor_ratio: float = 0.05

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from api.train import train_task
-from core.triad import run_events as ev
+from api.services.training import train_task
 from core.triad.contracts import TelemetryPacket
+from core.triad.events import RunCompleted, RunResumed, run_stream_id
 from eventstore import EventStore
 from eventstore.redis.keys import metrics_key
 from eventstore.redis.metrics_stream import RedisMetricsSink
@@ -110,7 +110,7 @@ def train_env(database_url: str, redis_url: str, data_dir: Path) -> dict[str, st
 
 async def stream_types(database_url: str, run_id: str) -> list[str]:
     async with await EventStore.connect(database_url) as store:
-        return [e.type for e in await store.read_stream(f"run-{run_id}")]
+        return [e.type for e in await store.read_stream(run_stream_id(run_id))]
 
 
 async def test_resume_after_a_kill_in_the_final_evaluation_completes_the_run_once(
@@ -129,7 +129,7 @@ async def test_resume_after_a_kill_in_the_final_evaluation_completes_the_run_onc
     assert result.returncode == 0, result.stderr
     assert "epochs completed" in result.stdout and "Traceback" not in result.stderr
     after = await stream_types(env["CHRONICLE_DATABASE_URL"], "lastbreath")
-    assert after == [*killed, ev.RUN_RESUMED, ev.RUN_COMPLETED]
+    assert after == [*killed, RunResumed.TYPE, RunCompleted.TYPE]
 
 
 @pytest.mark.slow

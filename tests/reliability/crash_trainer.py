@@ -13,10 +13,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from api.train import run_training
-from core.triad.assembly import RunOptions
-from core.triad.emission import EmissionConfig
+from api.services.training import run_training
+from core.triad.config import RunOptions
 from eventstore import EventStore
+from eventstore.triad.emission import EmissionConfig
 from tests.unit.triad.runs import small_options
 
 RUN_ID = "crash"

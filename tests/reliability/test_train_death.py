@@ -9,11 +9,19 @@ from pathlib import Path
 import orjson
 import pytest
 
-from api.run_history import EpochRow, run_history
-from api.train import run_training
+from api.services.training import run_training
 from core.events import RecordedEvent
-from core.triad import run_events as ev
+from core.triad.events import (
+    DecisionMade,
+    EpochCompleted,
+    FieldReportFiled,
+    RunCompleted,
+    RunResumed,
+    SeedStageChanged,
+    run_stream_id,
+)
 from eventstore import EventStore
+from projections.run_history import EpochRow, run_history
 from tests.reliability.crash import kill_when
 from tests.reliability.crash_trainer import EPOCHS, RUN_ID, crash_options
 
@@ -43,15 +51,15 @@ async def test_a_run_killed_as_its_checkpoint_appears_resumes_with_every_epoch_i
 
     async with await EventStore.connect(url) as store:
         await run_training(crash_options(), event_log=store, checkpoint_root=root, resume=True)
-        events = await store.read_stream(f"run-{RUN_ID}")
+        events = await store.read_stream(run_stream_id(RUN_ID))
 
-    assert [e.data["from_epoch"] for e in events if e.type == ev.RUN_RESUMED] == [killed_at]
+    assert [e.data["from_epoch"] for e in events if e.type == RunResumed.TYPE] == [killed_at]
     at_kill = Counter(e.type for e in events if e.data.get("epoch") == killed_at)
-    assert at_kill[ev.EPOCH_COMPLETED] == 1 and at_kill[ev.DECISION_MADE] == 1
-    moves = [e.data for e in events if e.type == ev.SEED_STAGE_CHANGED and e.data["epoch"] == killed_at]
+    assert at_kill[EpochCompleted.TYPE] == 1 and at_kill[DecisionMade.TYPE] == 1
+    moves = [e.data for e in events if e.type == SeedStageChanged.TYPE and e.data["epoch"] == killed_at]
     assert len({(m["slot"], m["from"], m["to"]) for m in moves}) == len(moves)
-    decisions = {(e.data["epoch"], e.data["command_id"]) for e in events if e.type == ev.DECISION_MADE}
-    reports = [e.data for e in events if e.type == ev.FIELD_REPORT_FILED]
+    decisions = {(e.data["epoch"], e.data["command_id"]) for e in events if e.type == DecisionMade.TYPE}
+    reports = [e.data for e in events if e.type == FieldReportFiled.TYPE]
     assert all((r["issued_epoch"], r["command_id"]) in decisions for r in reports)
     rows = run_history(events)
     assert [(r.epoch, r.completed) for r in rows] == [(epoch, True) for epoch in range(EPOCHS)]
@@ -70,4 +78,4 @@ def assert_stages_follow_on(rows: Sequence[EpochRow]) -> None:
 
 
 def assert_run_completed_once(events: Sequence[RecordedEvent]) -> None:
-    assert [e.type for e in events].count(ev.RUN_COMPLETED) == 1
+    assert [e.type for e in events].count(RunCompleted.TYPE) == 1

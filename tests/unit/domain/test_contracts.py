@@ -52,6 +52,7 @@ from core.domain.task import (
     TaskTimedOut,
 )
 from core.events import RecordedEvent
+from tests.unit.triad.samples import RUN_SAMPLES
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 LEASE = T0 + timedelta(minutes=1)
@@ -80,6 +81,7 @@ SAMPLES: list[DomainEvent] = [
     MessageSent("c1", 2, "m-2", "bob", "alice", {}, "m-1", "m-1", T0),
     MessageDelivered("c1", 1, "bob", T0),
     MessageAcknowledged("c1", 1, "bob", T0),
+    *RUN_SAMPLES,
 ]
 
 V1_TASK_SUBMITTED = {

@@ -5,26 +5,29 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import pytest
 import torch
 from torch import nn
 
 from core.triad.contracts import TelemetryPacket
-from core.triad.emission import already_recorded
+from core.triad.events import RunEvent
 from core.triad.kasmina import Kasmina, KasminaConfig
+from core.triad.ports import already_recorded
+
+E = TypeVar("E")
 
 
 class RecordingSink:
     """An EventSink that keeps everything, for asserting on what a run emitted."""
 
     def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
+        self.events: list[RunEvent] = []
         self.metrics: list[TelemetryPacket] = []
 
-    def emit(self, event_type: str, payload: object) -> None:
-        self.events.append((event_type, payload))
+    def emit(self, event: RunEvent) -> None:
+        self.events.append(event)
 
     def metric(self, packet: TelemetryPacket) -> None:
         self.metrics.append(packet)
@@ -32,8 +35,8 @@ class RecordingSink:
     def barrier(self) -> Callable[[], bool]:
         return already_recorded  # kept in memory the moment it is emitted
 
-    def of_type(self, event_type: str) -> list[Any]:
-        return [p for t, p in self.events if t == event_type]
+    def of_type(self, kind: type[E]) -> list[E]:
+        return [e for e in self.events if isinstance(e, kind)]
 
 
 @pytest.fixture(autouse=True)

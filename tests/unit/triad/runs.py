@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from api.train import train_task
+from api.services.training import train_task
+from api.services.training_assembly import build_tolaria
 from core.ports import EventLog
-from core.triad.assembly import RunOptions, build_tolaria
+from core.triad.config import RunOptions, TrainingConfig
 from core.triad.data import SpiralTask
-from core.triad.emission import EventSink
 from core.triad.guards import BoundaryBudget
+from core.triad.ports import EventSink
 from core.triad.tamiyo import HeuristicConfig
-from core.triad.tolaria import Tolaria, TrainingConfig
+from core.triad.tolaria import Tolaria
 
 # Generous budgets: these tests check behaviour, and a timing-dependent breaker would make a
 # resumed run diverge from an uninterrupted one on a busy machine.

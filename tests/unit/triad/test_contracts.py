@@ -6,6 +6,7 @@ import time
 import orjson
 import pytest
 
+from core.domain.serialization import to_json_value
 from core.triad.contracts import (
     CONTRACT_VERSION,
     AdaptationCommand,
@@ -17,11 +18,10 @@ from core.triad.contracts import (
     SeedStage,
     SeedState,
     SystemStatePacket,
-    command_to_data,
     decode_packet,
     encode_packet,
-    seed_state_to_data,
 )
+from core.triad.events import DecisionMade, SeedSummary
 
 
 def packet(seeds: int = 32, train_loss: float = 0.5) -> SystemStatePacket:
@@ -80,9 +80,9 @@ def test_encoding_a_32_seed_packet_is_fast() -> None:
 def test_event_data_is_readable_json_without_nan() -> None:
     """Seed states and commands become JSON dicts with enum names and no NaN."""
     state = SeedState(1, SeedStage.TRAINING, Blueprint.LOW_RANK, 0.0, 1, 1, math.inf, None)
-    data = seed_state_to_data(state)
+    data = to_json_value(SeedSummary.of(state))
     assert data["stage"] == "TRAINING" and data["blueprint"] == "LOW_RANK" and data["gradient_norm"] is None
     command = AdaptationCommand(5, 2, Germinate(0, Blueprint.RESIDUAL_MLP))
     assert command.kind is CommandKind.GERMINATE
-    assert command_to_data(command)["payload"]["blueprint"] == "RESIDUAL_MLP"
-    orjson.dumps(command_to_data(command))
+    assert to_json_value(DecisionMade.of(command))["payload"]["blueprint"] == "RESIDUAL_MLP"
+    orjson.dumps(to_json_value(DecisionMade.of(command)))

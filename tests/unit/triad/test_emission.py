@@ -4,15 +4,31 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 
+from core.domain import DOMAIN_EVENTS, DomainEvent, EventRegistry
 from core.errors import StoreUnavailable
 from core.events import AppendResult, ExpectedVersion, NewEvent
-from core.triad import run_events as ev
 from core.triad.contracts import TelemetryPacket
-from core.triad.emission import EmissionConfig, EventBuffer, Flusher, InMemoryMetricsSink
+from core.triad.events import DecisionMade, EmissionFailed, RolledBack
 from eventstore import InMemoryEventStore
+from eventstore.triad.emission import EmissionConfig, EventBuffer, Flusher, InMemoryMetricsSink
+
+
+@dataclass(frozen=True, slots=True)
+class Numbered(DomainEvent):
+    """A stand-in lifecycle event whose data says where it was in the emit order."""
+
+    TYPE: ClassVar[str] = "Numbered"
+    SCHEMA_VERSION: ClassVar[int] = 1
+
+    n: int
+
+
+REGISTRY = DOMAIN_EVENTS.merged_with(EventRegistry([Numbered]))
 
 
 def metric(step: int) -> TelemetryPacket:
@@ -23,12 +39,12 @@ async def test_the_flusher_writes_events_in_emit_order_to_the_run_stream() -> No
     """Events emitted from a training thread land in run-<id>, in order, with JSON data."""
     store = InMemoryEventStore()
     buffer = EventBuffer(EmissionConfig(batch_size=7, poll_interval_s=0.01))
-    flusher = Flusher(buffer, store, "r1", metadata={"tenant_id": "t"})
+    flusher = Flusher(buffer, store, "r1", metadata={"tenant_id": "t"}, registry=REGISTRY)
     await flusher.start()
 
     def train() -> None:
         for i in range(50):
-            buffer.emit(ev.DECISION_MADE, {"n": i})
+            buffer.emit(Numbered(i))
 
     await asyncio.to_thread(train)
     await flusher.close()
@@ -64,7 +80,7 @@ def test_lifecycle_events_are_never_dropped_when_the_buffer_is_full() -> None:
     capacity rather than losing it."""
     buffer = EventBuffer(EmissionConfig(event_capacity=3, block_timeout_s=0.01))
     for i in range(5):
-        buffer.emit(ev.DECISION_MADE, {"n": i})
+        buffer.emit(Numbered(i))
     assert buffer.events_pending == 5
     assert buffer.emits_blocked == 2 and buffer.events_over_capacity == 2
 
@@ -72,10 +88,10 @@ def test_lifecycle_events_are_never_dropped_when_the_buffer_is_full() -> None:
 def test_a_blocked_emitter_resumes_as_soon_as_the_flusher_takes_a_batch() -> None:
     """The step thread waiting for room wakes when the flusher's side takes events."""
     buffer = EventBuffer(EmissionConfig(event_capacity=2, block_timeout_s=30))
-    buffer.emit("A", {})
-    buffer.emit("B", {})
+    buffer.emit(Numbered(0))
+    buffer.emit(Numbered(1))
     done = threading.Event()
-    emitter = threading.Thread(target=lambda: (buffer.emit("C", {}), done.set()))
+    emitter = threading.Thread(target=lambda: (buffer.emit(Numbered(2)), done.set()))
     emitter.start()
     while buffer.emits_blocked == 0:  # wait until the emitter is actually blocked
         time.sleep(0.001)
@@ -89,11 +105,11 @@ def test_a_blocked_emitter_resumes_as_soon_as_the_flusher_takes_a_batch() -> Non
 def test_emitting_costs_the_step_thread_under_5_us_at_p50() -> None:
     """One emit (append plus a length check) stays under the 5 us budget at the median."""
     buffer = EventBuffer(EmissionConfig(event_capacity=1_000_000))
-    payload = {"epoch": 1}
+    event = Numbered(1)
     timings = []
     for _ in range(5000):
         start = time.perf_counter_ns()
-        buffer.emit(ev.EPOCH_COMPLETED, payload)
+        buffer.emit(event)
         timings.append(time.perf_counter_ns() - start)
     timings.sort()
     assert timings[len(timings) // 2] < 5_000
@@ -124,10 +140,10 @@ async def test_a_retried_batch_is_not_duplicated() -> None:
     event once."""
     store = FlakyStore()
     buffer = EventBuffer(EmissionConfig(retry_backoff_s=0.001))
-    flusher = Flusher(buffer, store, "r3")
+    flusher = Flusher(buffer, store, "r3", registry=REGISTRY)
     await flusher.start()
     for i in range(5):
-        buffer.emit(ev.DECISION_MADE, {"n": i})
+        buffer.emit(Numbered(i))
     await flusher.close()
     assert [e.data["n"] for e in await store.read_stream("run-r3")] == list(range(5))
     assert flusher.stats().append_retries == 1
@@ -140,12 +156,12 @@ async def test_an_unserialisable_payload_is_recorded_as_an_emission_failure() ->
     buffer = EventBuffer()
     flusher = Flusher(buffer, store, "r4")
     await flusher.start()
-    buffer.emit(ev.DECISION_MADE, {"bad": float("nan")})
-    buffer.emit(ev.DECISION_MADE, object())
-    buffer.emit(ev.DECISION_MADE, {"n": 1})
+    buffer.emit(RolledBack(0, "fast", "bad", -1, float("nan")))
+    buffer.emit(object())  # type: ignore[arg-type]  # what the step thread must never send
+    buffer.emit(DecisionMade(1, 0, "WAIT", {}, "policy", ""))
     await flusher.close()
     types = [e.type for e in await store.read_stream("run-r4")]
-    assert types == [ev.EMISSION_FAILED, ev.EMISSION_FAILED, ev.DECISION_MADE]
+    assert types == [EmissionFailed.TYPE, EmissionFailed.TYPE, DecisionMade.TYPE]
     assert flusher.stats().unrecordable_events == 2
 
 
@@ -156,13 +172,13 @@ async def test_a_second_writer_on_the_same_run_is_fenced_off() -> None:
 
     store = InMemoryEventStore()
     buffer = EventBuffer(EmissionConfig(poll_interval_s=0.01))
-    flusher = Flusher(buffer, store, "r5")
+    flusher = Flusher(buffer, store, "r5", registry=REGISTRY)
     await flusher.start()
     await store.append("run-r5", [NewEvent("Intruder", {})])
-    buffer.emit(ev.DECISION_MADE, {})
+    buffer.emit(Numbered(0))
     with pytest.raises(WrongExpectedVersion):
         await flusher.close()
-    buffer.emit(ev.DECISION_MADE, {})  # a dead flusher never makes the step thread hang
+    buffer.emit(Numbered(1))  # a dead flusher never makes the step thread hang
 
 
 async def test_a_barrier_returns_once_every_event_emitted_before_it_is_in_the_log() -> None:
@@ -170,12 +186,12 @@ async def test_a_barrier_returns_once_every_event_emitted_before_it_is_in_the_lo
     returns True once the events emitted before the barrier are appended."""
     store = InMemoryEventStore()
     buffer = EventBuffer(EmissionConfig(poll_interval_s=60))
-    flusher = Flusher(buffer, store, "r6")
+    flusher = Flusher(buffer, store, "r6", registry=REGISTRY)
     await flusher.start()
     for i in range(3):
-        buffer.emit(ev.DECISION_MADE, {"n": i})
+        buffer.emit(Numbered(i))
     wait = buffer.barrier()
-    buffer.emit(ev.DECISION_MADE, {"n": 3})
+    buffer.emit(Numbered(3))
     assert await asyncio.wait_for(asyncio.to_thread(wait), 5)
     assert [e.data["n"] for e in await store.read_stream("run-r6")][:3] == [0, 1, 2]
     await flusher.close()
@@ -188,10 +204,10 @@ async def test_a_barrier_gives_up_when_the_flusher_stops_without_writing() -> No
 
     store = InMemoryEventStore()
     buffer = EventBuffer(EmissionConfig(poll_interval_s=60))
-    flusher = Flusher(buffer, store, "r7")
+    flusher = Flusher(buffer, store, "r7", registry=REGISTRY)
     await flusher.start()
     await store.append("run-r7", [NewEvent("Intruder", {})])
-    buffer.emit(ev.DECISION_MADE, {})
+    buffer.emit(Numbered(0))
     assert not await asyncio.wait_for(asyncio.to_thread(buffer.barrier()), 5)
     with pytest.raises(WrongExpectedVersion):
         await flusher.close()

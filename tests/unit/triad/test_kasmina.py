@@ -14,7 +14,7 @@ from core.triad.contracts import (
     SeedStage,
     SetAlphaTarget,
 )
-from core.triad.errors import CommandRejected, IllegalTransition
+from core.triad.errors import IllegalSeedTransition, SeedCommandRejected
 from core.triad.kasmina import Kasmina
 
 from .conftest import grafted
@@ -62,7 +62,7 @@ def test_graft_puts_slots_at_the_named_points_with_their_widths() -> None:
 def test_grafting_at_an_unknown_point_is_refused() -> None:
     """Naming a submodule the host does not have is an error, not a silent no-op."""
     host, _ = grafted()
-    with pytest.raises(CommandRejected):
+    with pytest.raises(SeedCommandRejected):
         Kasmina(grafted()[1].config).graft(host, ["nowhere"], torch.zeros(1, 3))
 
 
@@ -129,7 +129,7 @@ def test_no_cascade_one_boundary_moves_a_slot_once() -> None:
     kasmina.slot(0).record.epochs_in_stage = 99  # even with dwell satisfied
     assert kasmina.advance(4) == []
     assert kasmina.slot(0).record.stage is S.GERMINATED
-    with pytest.raises(IllegalTransition, match="already moved"):
+    with pytest.raises(IllegalSeedTransition, match="already moved"):
         kasmina.apply(command(Prune(0), 4), 4)
 
 
@@ -160,7 +160,7 @@ def test_kasmina_refuses_commands_the_lifecycle_forbids(stage: S, payload: Comma
         kasmina.apply(command(Fossilize(0), epoch), epoch)
     kasmina.close_epoch()
     before = kasmina.slot(0).record.stage
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(IllegalSeedTransition):
         kasmina.apply(command(payload, epoch + 1), epoch + 1)
     assert kasmina.slot(0).record.stage is before
 
@@ -170,10 +170,10 @@ def test_fossilizing_needs_a_measured_contribution() -> None:
     _host, kasmina = grafted()
     epoch = walk_to(kasmina, S.HOLDING) + 1
     kasmina.close_epoch()
-    with pytest.raises(IllegalTransition, match="no counterfactual"):
+    with pytest.raises(IllegalSeedTransition, match="no counterfactual"):
         kasmina.apply(command(Fossilize(0)), epoch)
     kasmina.record_contribution(0, 0.001)
-    with pytest.raises(IllegalTransition, match="under"):
+    with pytest.raises(IllegalSeedTransition, match="under"):
         kasmina.apply(command(Fossilize(0)), epoch)
     kasmina.record_contribution(0, 0.05)
     kasmina.apply(command(Fossilize(0)), epoch)
@@ -202,11 +202,11 @@ def test_a_pruned_slot_goes_through_embargo_and_reset_back_to_dormant() -> None:
 def test_non_seed_commands_and_unknown_slots_are_rejected() -> None:
     """Kasmina refuses commands that are not about seeds, and slots that do not exist."""
     _host, kasmina = grafted()
-    with pytest.raises(CommandRejected):
+    with pytest.raises(SeedCommandRejected):
         kasmina.apply(command(AdjustLearningRate(0.5)), 0)
-    with pytest.raises(CommandRejected):
+    with pytest.raises(SeedCommandRejected):
         kasmina.apply(command(Germinate(9, Blueprint.LOW_RANK)), 0)
-    with pytest.raises(CommandRejected):
+    with pytest.raises(SeedCommandRejected):
         kasmina.apply(command(SetAlphaTarget(0, 0.5)), 0)
 
 

@@ -1,16 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from core.triad import run_events as ev
 from core.triad.contracts import SeedState
 from core.triad.errors import CheckpointCorrupt, CheckpointNotPublished, NoCheckpoint
-from core.triad.rollback import CheckpointStore, FastRollback, capture, restore
+from core.triad.events import CheckpointSaved, EpochCompleted, RunFailed, RunResumed, SeedSummary
+from core.triad.rollback import FastRollback, capture, restore
+from eventstore.triad.checkpoints import CheckpointStore
 
 from .conftest import RecordingSink, grafted
 from .runs import small_run
@@ -20,9 +21,11 @@ class SimulatedKill(Exception):
     """Stands in for the process dying mid-epoch."""
 
 
-def lifecycle(states: tuple[SeedState, ...]) -> list[SeedState]:
-    """Seed states without the last step's gradient norm, an observation rather than state."""
-    return [replace(s, gradient_norm=0.0) for s in states]
+def lifecycle(states: Sequence[SeedState | SeedSummary]) -> list[SeedSummary]:
+    """Seed states as EpochCompleted records them, without the last step's gradient norm (an
+    observation rather than state)."""
+    summaries = [s if isinstance(s, SeedSummary) else SeedSummary.of(s) for s in states]
+    return [replace(s, gradient_norm=0.0) for s in summaries]
 
 
 def weights(module: torch.nn.Module) -> list[torch.Tensor]:
@@ -104,7 +107,7 @@ def test_a_run_killed_mid_epoch_resumes_with_the_same_seed_states(tmp_path: Path
     reference_sink = RecordingSink()
     reference = small_run(reference_sink, epochs=6, checkpoint_dir=tmp_path / "reference")
     reference.run()
-    states_by_epoch = {r.epoch: r.seeds for r in reference_sink.of_type(ev.EPOCH_COMPLETED)}
+    states_by_epoch = {r.epoch: r.seeds for r in reference_sink.of_type(EpochCompleted)}
 
     def kill(epoch: int, step: int) -> None:
         if epoch == 4 and step == 3:
@@ -113,14 +116,14 @@ def test_a_run_killed_mid_epoch_resumes_with_the_same_seed_states(tmp_path: Path
     first = RecordingSink()
     with pytest.raises(SimulatedKill):
         small_run(first, epochs=6, checkpoint_dir=tmp_path / "run", on_step=kill).run()
-    saved = first.of_type(ev.CHECKPOINT_SAVED)
+    saved = first.of_type(CheckpointSaved)
     assert saved and all(len(c.sha256) == 64 for c in saved)
 
     second = RecordingSink()
     resumed = small_run(second, epochs=6, checkpoint_dir=tmp_path / "run")
     info = resumed.resume()
     assert lifecycle(resumed.kasmina.states()) == lifecycle(states_by_epoch[info.epoch])
-    assert second.of_type(ev.RUN_RESUMED)[0]["from_epoch"] == info.epoch
+    assert second.of_type(RunResumed)[0].from_epoch == info.epoch
     summary = resumed.run()
     assert summary.resumed_from_epoch == info.epoch
     assert lifecycle(resumed.kasmina.states()) == lifecycle(reference.kasmina.states())
@@ -150,7 +153,7 @@ class UnwrittenSink(RecordingSink):
         self.manifest_while_waiting: list[bool] = []
 
     def barrier(self) -> Callable[[], bool]:
-        self.covered.append([t for t, _ in self.events])
+        self.covered.append([e.TYPE for e in self.events])
 
         def wait() -> bool:
             self.manifest_while_waiting.append(self.manifest.exists())
@@ -164,7 +167,7 @@ def test_tolaria_publishes_a_checkpoint_only_once_its_events_are_in_the_log(tmp_
     a barrier that fails leaves no resume point and a RunFailed saying why."""
     sink = UnwrittenSink(tmp_path / CheckpointStore.MANIFEST)
     small_run(sink, epochs=2, checkpoint_dir=tmp_path).run()
-    assert [covered.count(ev.EPOCH_COMPLETED) for covered in sink.covered] == [1, 2]
+    assert [covered.count(EpochCompleted.TYPE) for covered in sink.covered] == [1, 2]
     assert sink.manifest_while_waiting == [False, False] and not sink.manifest.exists()
-    assert all("not published" in f["reason"] for f in sink.of_type(ev.RUN_FAILED))
-    assert len(sink.of_type(ev.RUN_FAILED)) == 2 and not sink.of_type(ev.CHECKPOINT_SAVED)
+    assert all("not published" in f.reason for f in sink.of_type(RunFailed))
+    assert len(sink.of_type(RunFailed)) == 2 and not sink.of_type(CheckpointSaved)

@@ -9,12 +9,26 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from api.run_history import Checkpoint, EpochRow, Overrun, Rollback, render_run_history, run_history
-from api.train import run_training
+from api.services.training import run_training
+from api.train_cli import render_run_history
+from core.domain import DOMAIN_EVENTS, DomainEvent
 from core.events import NewEvent, RecordedEvent
-from core.triad import run_events as ev
+from core.triad.events import (
+    BudgetExceeded,
+    CheckpointSaved,
+    CommandRejected,
+    DecisionMade,
+    EpochCompleted,
+    FieldReportFiled,
+    RolledBack,
+    RunFailed,
+    RunResumed,
+    SeedStageChanged,
+    SeedSummary,
+)
 from core.triad.guards import BoundaryBudget
 from eventstore import InMemoryEventStore
+from projections.run_history import Checkpoint, EpochRow, Overrun, Rollback, run_history
 
 from .runs import small_options
 
@@ -34,8 +48,8 @@ async def five_epochs(tmp_path_factory: pytest.TempPathFactory) -> list[Recorded
     return await _run(InMemoryEventStore(), tmp_path_factory.mktemp("runs"), "hist", epochs=5)
 
 
-def _of(events: list[RecordedEvent], event_type: str) -> list[dict[str, Any]]:
-    return [dict(e.data) for e in events if e.type == event_type]
+def _of(events: list[RecordedEvent], contract: type[DomainEvent]) -> list[dict[str, Any]]:
+    return [dict(e.data) for e in events if e.type == contract.TYPE]
 
 
 # -- from real runs ------------------------------------------------------------------------------
@@ -44,14 +58,15 @@ def _of(events: list[RecordedEvent], event_type: str) -> list[dict[str, Any]]:
 async def test_a_real_run_gives_one_row_per_epoch_with_its_numbers(five_epochs: list[RecordedEvent]) -> None:
     """Each row carries its epoch's losses, accuracy and learning rate from EpochCompleted."""
     rows = run_history(five_epochs)
-    completed = _of(five_epochs, ev.EPOCH_COMPLETED)
+    completed = _of(five_epochs, EpochCompleted)
     assert [r.epoch for r in rows] == [0, 1, 2, 3, 4]
     assert all(r.completed and r.attempt == 1 for r in rows)
     assert [(r.train_loss, r.val_loss, r.val_accuracy) for r in rows] == [
         (c["train_loss"], c["val_loss"], c["val_accuracy"]) for c in completed
     ]
     assert [r.learning_rate for r in rows] == [c["learning_rate"] for c in completed]
-    assert all(r.train_accuracy is None for r in rows), "Tolaria records no train accuracy"
+    assert [r.train_accuracy for r in rows] == [c["train_accuracy"] for c in completed]
+    assert all(r.train_accuracy is not None and 0 <= r.train_accuracy <= 1 for r in rows)
 
 
 async def test_each_decision_gets_the_outcome_its_field_report_filed_an_epoch_later(
@@ -60,8 +75,8 @@ async def test_each_decision_gets_the_outcome_its_field_report_filed_an_epoch_la
     """A row shows Tamiyo's command and the outcome reported for that command id; the last
     epoch's decision has no report yet."""
     rows = run_history(five_epochs)
-    decisions = _of(five_epochs, ev.DECISION_MADE)
-    reports = {r["command_id"]: r["outcome"] for r in _of(five_epochs, ev.FIELD_REPORT_FILED)}
+    decisions = _of(five_epochs, DecisionMade)
+    reports = {r["command_id"]: r["outcome"] for r in _of(five_epochs, FieldReportFiled)}
     assert [r.decision.kind for r in rows if r.decision] == [d["kind"] for d in decisions]
     assert rows[0].decision is not None and rows[0].decision.kind == "GERMINATE"
     assert rows[0].decision.arguments[0] == ("slot", 0), "the slot is the first argument shown"
@@ -76,10 +91,10 @@ async def test_seed_stages_and_transitions_follow_the_lifecycle_events(
 ) -> None:
     """Each row lists every slot's stage after the boundary and marks the slots that moved there."""
     rows = run_history(five_epochs)
-    for row, completed in zip(rows, _of(five_epochs, ev.EPOCH_COMPLETED), strict=True):
+    for row, completed in zip(rows, _of(five_epochs, EpochCompleted), strict=True):
         assert [(s.slot, s.stage) for s in row.seeds] == [(s["slot"], s["stage"]) for s in completed["seeds"]]
     moved = {(r.epoch, s.slot, s.moved_from, s.stage) for r in rows for s in r.seeds if s.moved_from}
-    changes = _of(five_epochs, ev.SEED_STAGE_CHANGED)
+    changes = _of(five_epochs, SeedStageChanged)
     assert moved == {(c["epoch"], c["slot"], c["from"], c["to"]) for c in changes}
     assert (0, 0, "DORMANT", "GERMINATED") in moved
 
@@ -90,10 +105,10 @@ async def test_checkpoints_land_on_their_own_epoch_although_they_arrive_late(
     """CheckpointSaved is emitted after later epochs' events; the row of its epoch gets it,
     with the checksum recorded in the log."""
     rows = run_history(five_epochs)
-    saved = _of(five_epochs, ev.CHECKPOINT_SAVED)
+    saved = _of(five_epochs, CheckpointSaved)
     assert [r.checkpoint for r in rows] == [Checkpoint(c["file"], c["sha256"]) for c in saved]
     types = [e.type for e in five_epochs]
-    assert types.index(ev.CHECKPOINT_SAVED) > types.index(ev.EPOCH_COMPLETED) + 1
+    assert types.index(CheckpointSaved.TYPE) > types.index(EpochCompleted.TYPE) + 1
 
 
 async def test_a_real_resume_replaces_the_abandoned_epochs(tmp_path: Path) -> None:
@@ -102,7 +117,7 @@ async def test_a_real_resume_replaces_the_abandoned_epochs(tmp_path: Path) -> No
     store = InMemoryEventStore()
     await _run(store, tmp_path, "res", epochs=3, checkpoint_every=2)
     events = await _run(store, tmp_path, "res", epochs=5, resume=True, checkpoint_every=2)
-    assert [d["epoch"] for d in _of(events, ev.EPOCH_COMPLETED)] == [0, 1, 2, 2, 3, 4]
+    assert [d["epoch"] for d in _of(events, EpochCompleted)] == [0, 1, 2, 2, 3, 4]
     rows = run_history(events)
     assert [(r.epoch, r.attempt) for r in rows] == [(0, 1), (1, 1), (2, 2), (3, 2), (4, 2)]
     assert [r.epoch for r in rows if r.resumed_here] == [1]
@@ -116,33 +131,32 @@ async def test_budget_overruns_and_conservative_mode_appear_on_their_epoch(tmp_p
     events = await _run(InMemoryEventStore(), tmp_path, "slow", epochs=3, budget=zero)
     rows = run_history(events)
     assert all("total" in {o.part for o in r.overruns} for r in rows)
-    assert sum(len(r.overruns) for r in rows) == len(_of(events, ev.BUDGET_EXCEEDED))
+    assert sum(len(r.overruns) for r in rows) == len(_of(events, BudgetExceeded))
     assert {s.component for s in rows[2].mode_switches if s.entered} == {"tamiyo", "kasmina"}
 
 
 # -- by hand -------------------------------------------------------------------------------------
 
 
+def _stored(event: DomainEvent) -> NewEvent:
+    return DOMAIN_EVENTS.encode(event)
+
+
 def _completed(epoch: int, val_loss: float, stage: str = "DORMANT") -> NewEvent:
-    seed = {"slot": 0, "stage": stage, "blueprint": None, "alpha": 0.0, "contribution": None}
-    data = {"epoch": epoch, "global_step": 8 * (epoch + 1), "train_loss": 1.0, "val_loss": val_loss}
-    return NewEvent(ev.EPOCH_COMPLETED, {**data, "val_accuracy": 0.5, "learning_rate": 0.01, "seeds": [seed]})
+    seed = SeedSummary(0, stage, None, 0.0, 0, 0, None, None)
+    return _stored(EpochCompleted(epoch, 8 * (epoch + 1), 1.0, None, val_loss, 0.5, 0.01, None, (seed,), {}))
 
 
 def _decision(epoch: int, command_id: int, kind: str = "WAIT", issued_by: str = "policy") -> NewEvent:
-    data = {"command_id": command_id, "epoch": epoch, "kind": kind, "payload": {}, "issued_by": issued_by}
-    return NewEvent(ev.DECISION_MADE, {**data, "reason": "because"})
+    return _stored(DecisionMade(command_id, epoch, kind, {}, issued_by, "because"))
 
 
 def _report(command_id: int, issued: int, outcome: str) -> NewEvent:
-    data = {"command_id": command_id, "issued_epoch": issued, "observed_epoch": issued + 1}
-    return NewEvent(ev.FIELD_REPORT_FILED, {**data, "outcome": outcome})
+    return _stored(FieldReportFiled(command_id, "WAIT", issued, issued + 1, outcome, None, None, None, None))
 
 
 def _checkpoint(epoch: int) -> NewEvent:
-    return NewEvent(
-        ev.CHECKPOINT_SAVED, {"epoch": epoch, "file": f"ckpt-{epoch:06d}.pt", "sha256": f"{epoch}" * 64}
-    )
+    return _stored(CheckpointSaved(epoch, f"ckpt-{epoch:06d}.pt", f"{epoch}" * 64, 0))
 
 
 async def _recorded(*events: NewEvent) -> list[RecordedEvent]:
@@ -166,7 +180,7 @@ async def test_the_abandoned_attempt_is_dropped_field_reports_and_checkpoints_in
         _completed(2, 9.0, stage="GERMINATED"),
         _checkpoint(1),
         _checkpoint(2),
-        NewEvent(ev.RUN_RESUMED, {"from_epoch": 1, "file": "ckpt-000001.pt", "sha256": "1" * 64}),
+        _stored(RunResumed(from_epoch=1, file="ckpt-000001.pt", sha256="1" * 64)),
         _report(2, 1, "NEUTRAL"),
         _decision(2, 3),
         _completed(2, 0.7),
@@ -182,8 +196,8 @@ async def test_the_abandoned_attempt_is_dropped_field_reports_and_checkpoints_in
 async def test_a_resume_point_whose_checkpoint_event_was_lost_takes_it_from_run_resumed() -> None:
     """A crash right after the checkpoint file was written loses its event; RunResumed still
     names the file and checksum, so the row shows them."""
-    resumed = {"from_epoch": 0, "file": "ckpt-000000.pt", "sha256": "ab" * 32}
-    events = await _recorded(_decision(0, 1), _completed(0, 0.9), NewEvent(ev.RUN_RESUMED, resumed))
+    resumed = RunResumed(from_epoch=0, file="ckpt-000000.pt", sha256="ab" * 32)
+    events = await _recorded(_decision(0, 1), _completed(0, 0.9), _stored(resumed))
     (row,) = run_history(events)
     assert row.checkpoint == Checkpoint("ckpt-000000.pt", "ab" * 32) and row.resumed_here
 
@@ -193,14 +207,11 @@ async def test_rollbacks_rejections_overruns_and_failures_are_kept_on_their_epoc
     a failure in an epoch that never completed gets a row of its own."""
     events = await _recorded(
         _decision(3, 0, kind="ROLL_BACK", issued_by="tolaria"),
-        NewEvent(ev.COMMAND_REJECTED, {"command_id": 0, "epoch": 3, "reason": "no"}),
-        NewEvent(ev.BUDGET_EXCEEDED, {"epoch": 3, "part": "apply", "elapsed_ms": 7.5, "budget_ms": 2.0}),
+        _stored(CommandRejected(command_id=0, epoch=3, reason="no")),
+        _stored(BudgetExceeded(epoch=3, part="apply", elapsed_ms=7.5, budget_ms=2.0)),
         _completed(3, 0.5),
-        NewEvent(
-            ev.ROLLED_BACK,
-            {"epoch": 3, "tier": "fast", "reason": "nan", "restored_epoch": 2, "elapsed_ms": 1.25},
-        ),
-        NewEvent(ev.RUN_FAILED, {"epoch": 4, "reason": "KeyboardInterrupt: "}),
+        _stored(RolledBack(epoch=3, tier="fast", reason="nan", restored_epoch=2, elapsed_ms=1.25)),
+        _stored(RunFailed(epoch=4, reason="KeyboardInterrupt: ")),
     )
     rows = run_history(events)
     assert rows[0].rollbacks == (Rollback("fast", "nan", 2, 1.25),)
@@ -215,10 +226,7 @@ async def test_the_table_shows_every_row_and_hides_unused_columns() -> None:
     events = await _recorded(
         _decision(0, 0, kind="ROLL_BACK", issued_by="tolaria"),
         _completed(0, 0.5),
-        NewEvent(
-            ev.ROLLED_BACK,
-            {"epoch": 0, "tier": "full", "reason": "nan", "restored_epoch": -1, "elapsed_ms": 3.0},
-        ),
+        _stored(RolledBack(epoch=0, tier="full", reason="nan", restored_epoch=-1, elapsed_ms=3.0)),
     )
     rows = run_history(events)
     table = render_run_history(rows, title="run-hand")

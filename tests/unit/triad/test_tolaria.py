@@ -6,9 +6,20 @@ from typing import Any
 import pytest
 import torch
 
-from core.triad import run_events as ev
-from core.triad.assembly import RunOptions, build_tolaria
-from core.triad.contracts import AdaptationCommand, CommandKind, SystemStatePacket
+from api.services.training_assembly import build_tolaria
+from core.triad.config import RunOptions
+from core.triad.contracts import CommandKind, SystemStatePacket
+from core.triad.events import (
+    BudgetExceeded,
+    ConservativeModeEntered,
+    DecisionMade,
+    EpochCompleted,
+    FieldReportFiled,
+    RolledBack,
+    RunCompleted,
+    RunStarted,
+    SeedStageChanged,
+)
 from core.triad.guards import BoundaryBudget
 from core.triad.tamiyo import Proposal
 
@@ -23,12 +34,12 @@ def test_a_run_records_every_epoch_decision_and_transition() -> None:
     tolaria = small_run(sink, epochs=6)
     summary = tolaria.run()
     assert summary.epochs_completed == 6
-    assert len(sink.of_type(ev.RUN_STARTED)) == 1 and len(sink.of_type(ev.RUN_COMPLETED)) == 1
-    assert [r.epoch for r in sink.of_type(ev.EPOCH_COMPLETED)] == list(range(6))
-    assert len(sink.of_type(ev.DECISION_MADE)) == 6
-    assert len(sink.of_type(ev.FIELD_REPORT_FILED)) == 5
-    assert sink.of_type(ev.SEED_STAGE_CHANGED), "plateau_epochs=0 germinates at the first boundary"
-    assert len(sink.metrics) == tolaria.global_step == 6 * 8
+    assert len(sink.of_type(RunStarted)) == 1 and len(sink.of_type(RunCompleted)) == 1
+    assert [r.epoch for r in sink.of_type(EpochCompleted)] == list(range(6))
+    assert len(sink.of_type(DecisionMade)) == 6
+    assert len(sink.of_type(FieldReportFiled)) == 5
+    assert sink.of_type(SeedStageChanged), "plateau_epochs=0 germinates at the first boundary"
+    assert len(sink.metrics) == tolaria.progress().global_step == 6 * 8
     assert [m.step for m in sink.metrics] == list(range(1, 49))
 
 
@@ -44,7 +55,7 @@ def test_a_nan_is_rolled_back_to_the_last_known_good_state() -> None:
 
     tolaria = small_run(sink, epochs=4, on_step=poison)
     summary = tolaria.run()
-    (rollback,) = sink.of_type(ev.ROLLED_BACK)
+    (rollback,) = sink.of_type(RolledBack)
     assert rollback.epoch == 2 and rollback.restored_epoch == 1 and rollback.tier == "fast"
     assert all(torch.isfinite(p).all() for p in tolaria.host.parameters())
     assert math.isfinite(summary.val_loss) and summary.rollbacks == 1
@@ -69,11 +80,11 @@ def test_a_failing_tamiyo_puts_the_run_in_conservative_mode_without_crashing() -
     tolaria.tamiyo.policy = ExplodingPolicy()
     summary = tolaria.run()
     assert summary.epochs_completed == 5
-    (entered,) = sink.of_type(ev.CONSERVATIVE_MODE_ENTERED)
+    (entered,) = sink.of_type(ConservativeModeEntered)
     assert entered.component == "tamiyo" and entered.epoch == 1
-    decisions: list[AdaptationCommand] = sink.of_type(ev.DECISION_MADE)
+    decisions = sink.of_type(DecisionMade)
     assert {d.issued_by for d in decisions} == {"conservative"}
-    assert all(d.kind is CommandKind.WAIT for d in decisions)
+    assert all(d.kind == CommandKind.WAIT.name for d in decisions)
 
 
 def test_budget_overruns_are_recorded_and_trip_the_breaker() -> None:
@@ -83,10 +94,10 @@ def test_budget_overruns_are_recorded_and_trip_the_breaker() -> None:
     zero = BoundaryBudget(gather_ms=0.0, decide_ms=0.0, apply_ms=0.0, total_ms=0.0)
     tolaria = small_run(sink, epochs=4, budget=zero, breaker_failures=2)
     summary = tolaria.run()
-    parts = {o.part for o in sink.of_type(ev.BUDGET_EXCEEDED)}
+    parts = {o.part for o in sink.of_type(BudgetExceeded)}
     assert {"gather", "total"} <= parts
     assert summary.budget_overruns >= 4
-    assert any(m.component == "tamiyo" for m in sink.of_type(ev.CONSERVATIVE_MODE_ENTERED))
+    assert any(m.component == "tamiyo" for m in sink.of_type(ConservativeModeEntered))
 
 
 def test_the_learning_rate_controller_sets_every_optimizer() -> None:
@@ -111,7 +122,7 @@ def test_a_stop_request_ends_the_run_early_and_cleanly() -> None:
     tolaria = small_run(sink, epochs=5, on_step=stop_soon)
     summary = tolaria.run()
     assert summary.stopped and summary.epochs_completed == 1
-    assert sink.of_type(ev.RUN_COMPLETED)[0]["stopped"] is True
+    assert sink.of_type(RunCompleted)[0].stopped is True
 
 
 def test_on_the_default_task_fossilized_seeds_raise_validation_accuracy() -> None:
@@ -131,10 +142,10 @@ def test_conservative_waits_are_numbered_and_reported_on() -> None:
     tolaria = small_run(sink, epochs=5, breaker_failures=2, breaker_cooldown_epochs=10)
     tolaria.tamiyo.policy = ExplodingPolicy()
     tolaria.run()
-    decisions: list[AdaptationCommand] = sink.of_type(ev.DECISION_MADE)
+    decisions = sink.of_type(DecisionMade)
     ids = [d.command_id for d in decisions]
     assert 0 not in ids and len(set(ids)) == len(ids) == 5
-    reported = [r.command_id for r in sink.of_type(ev.FIELD_REPORT_FILED)]
+    reported = [r.command_id for r in sink.of_type(FieldReportFiled)]
     assert reported == ids[:-1], "every decision but the last is reported on one epoch later"
 
 
@@ -151,10 +162,10 @@ def test_a_forced_rollback_is_reported_and_the_command_it_replaced_is_not() -> N
     tolaria = small_run(sink, epochs=4, on_step=poison, breaker_failures=1, breaker_cooldown_epochs=10)
     tolaria.tamiyo.policy = ExplodingPolicy()
     tolaria.run()
-    decisions: list[AdaptationCommand] = sink.of_type(ev.DECISION_MADE)
+    decisions = sink.of_type(DecisionMade)
     (forced,) = [d for d in decisions if d.issued_by == "tolaria"]
-    assert forced.kind is CommandKind.ROLL_BACK and forced.command_id > 0
-    reported = {r.command_id for r in sink.of_type(ev.FIELD_REPORT_FILED)}
+    assert forced.kind == CommandKind.ROLL_BACK.name and forced.command_id > 0
+    reported = {r.command_id for r in sink.of_type(FieldReportFiled)}
     assert forced.command_id in reported
     assert reported <= {d.command_id for d in decisions}, "a report for a command that was never applied"
     assert len(reported) == len(decisions) - 1, "every decision but the last is reported on"

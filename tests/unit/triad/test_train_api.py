@@ -6,12 +6,12 @@ from typing import Any
 
 import pytest
 
-from api.train import options_from_payload, train_task
+from api.services.training import options_from_payload, train_task
 from core.errors import InvalidInput
 from core.ports import EventLog
-from core.triad import run_events as ev
-from core.triad.emission import InMemoryMetricsSink
+from core.triad.events import CheckpointSaved, EpochCompleted, RunCompleted, RunResumed, RunStarted
 from eventstore import InMemoryEventStore
+from eventstore.triad.emission import InMemoryMetricsSink
 
 from .runs import kill_in_final_evaluation
 
@@ -23,8 +23,8 @@ async def test_the_train_task_records_a_run_and_returns_its_summary(tmp_path: Pa
     payload = {"run_id": "api1", "epochs": 3, "seeds": 3, "device": "cpu", "checkpoint_dir": str(tmp_path)}
     result = await train_task(payload, event_log=store, metrics_sink=metrics)
     types = [e.type for e in await store.read_stream("run-api1")]
-    assert types[0] == ev.RUN_STARTED and types[-1] == ev.RUN_COMPLETED
-    assert types.count(ev.EPOCH_COMPLETED) == 3 and ev.CHECKPOINT_SAVED in types
+    assert types[0] == RunStarted.TYPE and types[-1] == RunCompleted.TYPE
+    assert types.count(EpochCompleted.TYPE) == 3 and CheckpointSaved.TYPE in types
     assert result["stream_id"] == "run-api1" and result["emission"]["events_written"] == len(types)
     assert "val_accuracy_without_seeds" in result and len(result["final_stages"]) == 3
     assert len(metrics.packets) == 3 * 32
@@ -37,7 +37,7 @@ async def test_resuming_through_the_task_continues_the_same_stream(tmp_path: Pat
     await train_task(base, event_log=store)
     result = await train_task({**base, "epochs": 3, "resume": True}, event_log=store)
     types = [e.type for e in await store.read_stream("run-api2")]
-    assert types.count(ev.RUN_RESUMED) == 1 and result["resumed_from_epoch"] == 1
+    assert types.count(RunResumed.TYPE) == 1 and result["resumed_from_epoch"] == 1
     assert result["epochs_completed"] == 3
 
 
@@ -60,10 +60,10 @@ async def test_resuming_a_run_killed_in_its_final_evaluation_completes_it_once(
     start = {"run_id": "api4", "epochs": 2, "seeds": 1, "device": "cpu", "checkpoint_dir": str(tmp_path)}
     await kill_in_final_evaluation(start, store, monkeypatch)
     killed = await types_of(store, "api4")
-    assert killed.count(ev.EPOCH_COMPLETED) == 2 and ev.RUN_COMPLETED not in killed
+    assert killed.count(EpochCompleted.TYPE) == 2 and RunCompleted.TYPE not in killed
     resume = {"run_id": "api4", "resume": True, "device": "cpu", "checkpoint_dir": str(tmp_path)}
     result = await train_task(resume, event_log=store)
-    assert (await types_of(store, "api4"))[len(killed) :] == [ev.RUN_RESUMED, ev.RUN_COMPLETED]
+    assert (await types_of(store, "api4"))[len(killed) :] == [RunResumed.TYPE, RunCompleted.TYPE]
     assert result["epochs_completed"] == 2 and result["resumed_from_epoch"] == 1
     assert result["boundary_ms"]["total"] == {}  # no boundary was timed: nothing to report
     again = await train_task(resume, event_log=store)

@@ -4,7 +4,7 @@
 from its newest checkpoint. Before anything is appended, the run's own events settle three
 cases, so that a resume that should not happen leaves the log as it was:
 
-- no ``RunStarted`` in ``run-<id>``: there is no such run to resume;
+- no ``RunStarted`` in the run's stream (``run-<id>``): there is no such run to resume;
 - options that differ from the run's own (``RunStarted`` records them): refused, naming each
   difference, because a checkpoint continued with other seeds, batches or rates is not the same
   run. Options left out are the run's own. ``epochs`` is the exception: it may grow (train the
@@ -18,13 +18,16 @@ resume loads that checkpoint, has no epoch left to train, evaluates and complete
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.domain.contracts import EventRegistry
+from core.domain.registry import DOMAIN_EVENTS
+from core.domain.serialization import to_json_value
 from core.errors import InvalidInput
 from core.events import RecordedEvent
-from core.triad import run_events as ev
+from core.triad.events import RunCompleted, RunResumed, RunStarted, run_stream_id
 
 __all__ = ["RecordedRun", "recorded_run", "resume_payload"]
 
@@ -36,44 +39,59 @@ class RecordedRun:
 
     run_id: str
     options: Mapping[str, Any]
-    completed: Mapping[str, Any] | None
+    completed: RunCompleted | None
 
     def finished(self, epochs: int) -> bool:
-        return self.completed is not None and int(self.completed["epochs_completed"]) >= epochs
+        return self.completed is not None and self.completed.epochs_completed >= epochs
 
     def summary(self) -> dict[str, Any]:
         """The recorded summary of a finished run, marked as such; nothing new was written."""
-        return {**(self.completed or {}), "stream_id": f"run-{self.run_id}", "already_completed": True}
+        recorded = {} if self.completed is None else to_json_value(self.completed)
+        return {**recorded, "stream_id": run_stream_id(self.run_id), "already_completed": True}
 
 
-def recorded_run(run_id: str, events: Sequence[RecordedEvent]) -> RecordedRun:
-    """Fold ``run-<run_id>``'s events (in stream order) into a RecordedRun."""
+_WHAT_SETTLES_A_RESUME = frozenset({RunStarted.TYPE, RunResumed.TYPE, RunCompleted.TYPE})
+
+
+def recorded_run(
+    run_id: str, events: Sequence[RecordedEvent], registry: EventRegistry = DOMAIN_EVENTS
+) -> RecordedRun:
+    """Fold the run stream's events (in stream order) into a RecordedRun."""
     options: dict[str, Any] | None = None
-    completed: Mapping[str, Any] | None = None
-    for event in events:
-        if event.type == ev.RUN_STARTED:
-            options, completed = _own_options(event.data), None
-        elif event.type == ev.RUN_RESUMED and options is not None:
-            options["epochs"] = event.data.get("epochs", options["epochs"])  # older runs lack it
+    completed: RunCompleted | None = None
+    for event in _decoded(events, registry):
+        if isinstance(event, RunStarted):
+            options, completed = _own_options(event), None
+        elif isinstance(event, RunResumed) and options is not None:
+            if event.epochs is not None:  # runs recorded before RunResumed carried it lack it
+                options["epochs"] = event.epochs
             completed = None
-        elif event.type == ev.RUN_COMPLETED:
-            completed = None if event.data.get("stopped") else event.data
+        elif isinstance(event, RunCompleted):
+            completed = None if event.stopped else event
     if options is None:
-        raise InvalidInput(f"no run {run_id} to resume: run-{run_id} has no RunStarted")
+        raise InvalidInput(f"no run {run_id} to resume: {run_stream_id(run_id)} has no RunStarted")
     return RecordedRun(run_id, options, completed)
 
 
-def _own_options(started: Mapping[str, Any]) -> dict[str, Any]:
-    own = {
-        "epochs": started["epochs"],
-        "seeds": len(started["slots"]),
-        "batch_size": started["batch_size"],
-        "seed": started["seed"],
+def _decoded(events: Sequence[RecordedEvent], registry: EventRegistry) -> Iterator[object]:
+    """The events a resume depends on, decoded strictly; the others are not even decoded."""
+    for event in events:
+        if event.type in _WHAT_SETTLES_A_RESUME:
+            yield registry.read(event)
+
+
+def _own_options(started: RunStarted) -> dict[str, Any]:
+    own: dict[str, Any] = {
+        "epochs": started.epochs,
+        "seeds": len(started.slots),
+        "batch_size": started.batch_size,
+        "seed": started.seed,
     }
     # Runs recorded before these were part of RunStarted cannot be checked on them.
-    for option, name in (("lr", "learning_rate"), ("checkpoint_every", "checkpoint_every")):
-        if name in started:
-            own[option] = started[name]
+    if started.learning_rate is not None:
+        own["lr"] = started.learning_rate
+    if started.checkpoint_every is not None:
+        own["checkpoint_every"] = started.checkpoint_every
     return own
 
 

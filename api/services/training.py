@@ -1,9 +1,12 @@
-"""Running a training run as a command or a task: ``run_training`` and the ``train`` handler.
+"""The training use case: ``run_training`` (run or resume one run) and the ``train`` task handler.
 
-The composition root for the triad: it builds the run, starts the flusher on this event loop,
-runs Tolaria in a worker thread (training is CPU/GPU-bound and must not block the loop the
-flusher and the rest of the process live on), and always drains the buffer before returning,
-so every lifecycle event emitted before the end is in the log.
+It builds the run (``training_assembly``), starts the flusher on this event loop, runs Tolaria
+in a worker thread (training is CPU/GPU-bound and must not block the loop the flusher and the
+rest of the process live on), and always drains the buffer before returning, so every
+lifecycle event emitted before the end is in the log. Checkpoints are written on one more
+thread, which waits for the flusher before publishing each one.
+
+A payload's options not given take their defaults from ``TrainingSettings`` (``Settings.training``).
 """
 
 from __future__ import annotations
@@ -14,36 +17,43 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from api.run_resume import RecordedRun, recorded_run, resume_payload
+from api.services.run_resume import RecordedRun, recorded_run, resume_payload
+from api.services.training_assembly import build_tolaria, check_device
 from core.errors import InvalidInput
 from core.events import uuid7
 from core.ports import EventLog
-from core.triad import run_events as ev
-from core.triad.assembly import RunOptions, build_tolaria, check_device
-from core.triad.emission import EmissionConfig, EventBuffer, Flusher, MetricsSink
+from core.settings import TrainingSettings
+from core.triad.config import RunOptions, TrainingConfig
+from core.triad.events import RunFailed, run_stream_id
 from core.triad.learning_rate import LearningRateSchedule
+from core.triad.ports import MetricsSink
+from core.triad.reporting import RunSummary
 from core.triad.tamiyo import HeuristicConfig, RiskConfig
-from core.triad.tolaria import RunSummary, Tolaria, TrainingConfig
+from core.triad.tolaria import Tolaria
+from eventstore.triad.emission import EmissionConfig, EventBuffer, Flusher
 
-__all__ = ["DEFAULT_CHECKPOINT_ROOT", "options_from_payload", "run_training", "train_task"]
+__all__ = ["DEFAULT_CHECKPOINT_ROOT", "options_from_payload", "recorded_run_of", "run_training", "train_task"]
 
 DEFAULT_CHECKPOINT_ROOT = Path(".chronicle/runs")
 _KNOWN = {"run_id", "epochs", "seeds", "batch_size", "seed", "lr", "device", "checkpoint_every", "resume"}
 
 
-def options_from_payload(payload: Mapping[str, Any]) -> RunOptions:
-    """A task payload (or CLI flags) as run options; unknown keys are refused, not ignored."""
+def options_from_payload(payload: Mapping[str, Any], defaults: TrainingSettings | None = None) -> RunOptions:
+    """A task payload (or CLI flags) as run options; unknown keys are refused, not ignored.
+    Options left out take ``defaults`` (``TrainingSettings()`` when not given)."""
     unknown = set(payload) - _KNOWN - {"checkpoint_dir", "tenant_id"}
     if unknown:
         raise InvalidInput(f"unknown train options {sorted(unknown)}; known: {sorted(_KNOWN)}")
-    epochs = int(payload.get("epochs", 40))
-    seeds = int(payload.get("seeds", 4))
+    given = defaults or TrainingSettings()
+    epochs = int(payload.get("epochs", given.epochs))
+    seeds = int(payload.get("seeds", given.seeds))
+    rate = float(payload.get("lr", given.learning_rate))
     training = TrainingConfig(
         epochs=epochs,
-        batch_size=int(payload.get("batch_size", 128)),
-        seed=int(payload.get("seed", 0)),
-        checkpoint_every=int(payload.get("checkpoint_every", 1)),
-        learning_rate=LearningRateSchedule(base=float(payload.get("lr", 3e-2)), total_epochs=epochs),
+        batch_size=int(payload.get("batch_size", given.batch_size)),
+        seed=int(payload.get("seed", given.seed)),
+        checkpoint_every=int(payload.get("checkpoint_every", given.checkpoint_every)),
+        learning_rate=LearningRateSchedule(base=rate, total_epochs=epochs),
     )
     return RunOptions(
         run_id=str(payload.get("run_id") or uuid7().hex),
@@ -51,7 +61,7 @@ def options_from_payload(payload: Mapping[str, Any]) -> RunOptions:
         heuristic=HeuristicConfig(max_live_seeds=max(seeds, 1)),
         risk=RiskConfig(max_live_seeds=max(seeds, 1)),
         seeds=seeds,
-        device=check_device(payload.get("device", "auto")),
+        device=check_device(payload.get("device", given.device)),
     )
 
 
@@ -65,7 +75,7 @@ async def run_training(
     tenant_id: str | None = None,
     emission: EmissionConfig | None = None,
 ) -> dict[str, Any]:
-    """Run (or resume) ``options.run_id``; events go to ``run-<run_id>``. Returns the summary
+    """Run (or resume) ``options.run_id``; events go to its run stream. Returns the summary
     (accuracy with and without seeds, each fossilized seed's contribution) plus emission stats.
     ``resume`` trusts the caller to have checked the run's options (``train_task`` does).
 
@@ -81,7 +91,7 @@ async def run_training(
             tolaria.resume()
         summary = await _run_in_thread(tolaria)
     except Exception as exc:
-        buffer.emit(ev.RUN_FAILED, {"epoch": tolaria.epoch, "reason": f"{type(exc).__name__}: {exc}"})
+        buffer.emit(RunFailed(tolaria.progress().epoch, f"{type(exc).__name__}: {exc}"))
         raise
     finally:
         await flusher.close()
@@ -108,14 +118,15 @@ async def train_task(
     event_log: EventLog,
     metrics_sink: MetricsSink | None = None,
     checkpoint_root: Path | None = None,
+    defaults: TrainingSettings | None = None,
 ) -> dict[str, Any]:
     """The ``train`` task handler: a payload dict in, the run summary out.
 
     Payload keys: run_id, epochs, seeds, batch_size, seed, lr, device, checkpoint_dir,
     checkpoint_every, tenant_id, and resume (true: continue ``run_id`` from its last checkpoint,
-    with the run's own options for those left out; see ``api/run_resume.py``). Resuming a run
-    that already completed returns its recorded summary (``already_completed: true``) and
-    appends nothing.
+    with the run's own options for those left out; see ``run_resume``). Resuming a run that
+    already completed returns its recorded summary (``already_completed: true``) and appends
+    nothing. Options neither given nor the run's own come from ``defaults``.
     """
     resume = bool(payload.get("resume", False))
     if resume:
@@ -123,7 +134,7 @@ async def train_task(
         payload = resume_payload(payload, run)
         if run.finished(int(payload["epochs"])):
             return run.summary()
-    options = options_from_payload(payload)
+    options = options_from_payload(payload, defaults)
     root = Path(payload["checkpoint_dir"]) if "checkpoint_dir" in payload else checkpoint_root
     return await run_training(
         options,
@@ -135,8 +146,13 @@ async def train_task(
     )
 
 
+async def recorded_run_of(run_id: str, event_log: EventLog) -> RecordedRun:
+    """What the run's stream says about it (raises InvalidInput if it never started)."""
+    return recorded_run(run_id, await event_log.read_stream(run_stream_id(run_id)))
+
+
 async def _recorded_run(payload: Mapping[str, Any], event_log: EventLog) -> RecordedRun:
     run_id = payload.get("run_id")
     if not run_id:
         raise InvalidInput("resume needs the run_id of the run to continue")
-    return recorded_run(str(run_id), await event_log.read_stream(f"run-{run_id}"))
+    return await recorded_run_of(str(run_id), event_log)

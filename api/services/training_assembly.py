@@ -1,46 +1,29 @@
-"""Wiring one run together: task, host, slots, Tamiyo, Tolaria, on the right device.
+"""Wiring one run together: task, host, slots, Tamiyo, checkpoints and Tolaria, on a device.
 
-Kept apart from the three components so each stays testable with hand-made parts, and so the
-API layer (``api/train.py``) and the benchmark build runs the same way.
+This is where the training loop meets the machine: which device a run uses (CUDA when asked for
+"auto" and one is present), how much accelerator memory it holds (the memory probe Tolaria puts
+in each state packet), and where its checkpoints go (``eventstore.triad.checkpoints``). core's
+triad is handed all of it and probes nothing itself. The training use case
+(``api/services/training.py``) and the benchmark build runs the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from core.errors import InvalidInput
-from core.triad.data import HOST_POINTS, SpiralTask, default_host, make_dataset
-from core.triad.emission import EventSink
-from core.triad.kasmina import Kasmina, KasminaConfig
-from core.triad.rollback import CheckpointStore
-from core.triad.tamiyo import HeuristicConfig, HeuristicPolicy, RiskConfig, RiskRules, Tamiyo
-from core.triad.tolaria import Tolaria, TrainingConfig
+from core.triad.config import RunOptions
+from core.triad.data import default_host, make_dataset
+from core.triad.kasmina import Kasmina
+from core.triad.ports import EventSink, MemoryProbe, no_accelerator_memory
+from core.triad.tamiyo import HeuristicPolicy, RiskRules, Tamiyo
+from core.triad.tolaria import Tolaria
+from eventstore.triad.checkpoints import CheckpointStore, CheckpointWriter
 
-__all__ = ["RunOptions", "build_tolaria", "check_device", "select_device"]
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    run_id: str
-    task: SpiralTask = field(default_factory=SpiralTask)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    kasmina: KasminaConfig = field(default_factory=KasminaConfig)
-    heuristic: HeuristicConfig = field(default_factory=HeuristicConfig)
-    risk: RiskConfig = field(default_factory=RiskConfig)
-    points: tuple[str, ...] = HOST_POINTS
-    slots_per_point: int = 1
-    seeds: int | None = None  # total slots spread over the points; overrides slots_per_point
-    device: str = "auto"
-
-    def slot_counts(self) -> list[int]:
-        if self.seeds is None:
-            return [self.slots_per_point] * len(self.points)
-        share, extra = divmod(self.seeds, len(self.points))
-        return [share + (1 if i < extra else 0) for i in range(len(self.points))]
+__all__ = ["build_tolaria", "check_device", "memory_probe", "select_device"]
 
 
 def check_device(value: object) -> str:
@@ -63,6 +46,13 @@ def select_device(preference: str = "auto") -> torch.device:
     return torch.device(preference)
 
 
+def memory_probe(device: torch.device) -> MemoryProbe:
+    """Accelerator memory allocated on ``device``, in MB; 0 on a CPU."""
+    if device.type != "cuda":
+        return no_accelerator_memory
+    return lambda: torch.cuda.memory_allocated(device) / 1e6
+
+
 def build_tolaria(
     options: RunOptions,
     *,
@@ -79,7 +69,9 @@ def build_tolaria(
         if count:
             kasmina.graft(host, [point], dataset.val_x[:2], per_point=count)
     tamiyo = Tamiyo(HeuristicPolicy(options.heuristic), RiskRules(options.risk))
-    checkpoints = CheckpointStore(checkpoint_dir) if checkpoint_dir is not None else None
+    checkpoints = None
+    if checkpoint_dir is not None:
+        checkpoints = CheckpointWriter(CheckpointStore(checkpoint_dir), name=f"checkpoint-{options.run_id}")
     return Tolaria(
         options.run_id,
         host,
@@ -90,4 +82,5 @@ def build_tolaria(
         sink=sink,
         checkpoints=checkpoints,
         on_step=on_step,
+        memory_probe=memory_probe(device),
     )

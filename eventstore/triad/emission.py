@@ -1,5 +1,6 @@
-"""Asynchronous emission: the step thread drops events into a bounded buffer; a flusher on an
-asyncio loop writes them to the event log in batches and sends metrics to a metrics sink.
+"""Asynchronous emission, the adapter of ``core.triad.ports.EventSink``: the step thread drops
+frozen run events into a bounded buffer; a flusher on an asyncio loop encodes them through the
+event registry, writes them to the run's stream in batches and sends metrics to a metrics sink.
 
 Concurrency. Training runs in a plain thread; the flusher is a task on an asyncio loop in
 another thread. They share two ``collections.deque`` objects, one for lifecycle events and one
@@ -19,6 +20,10 @@ The flusher is woken by its poll interval, or sooner by the step thread when the
 reaches half its capacity; that wake-up crosses threads with ``call_soon_threadsafe`` once per
 crossing, not once per event, because a cross-thread wake costs microseconds and an emit must
 cost less than one.
+
+Encoding (the registry's walk of each event's fields into JSON-ready data) happens in
+``Flusher._new_event``, on the flusher's side: the step thread pays for building a frozen
+object and one deque append, never for JSON.
 
 Appends carry the stream version the flusher expects, so a second process writing the same run
 fails with WrongExpectedVersion instead of interleaving. A retriable store error retries the
@@ -48,65 +53,23 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from core.errors import InvalidInput, RetriableError
+from core.domain.contracts import DomainEvent, EventRegistry
+from core.domain.registry import DOMAIN_EVENTS
+from core.errors import ChronicleError, InvalidInput, RetriableError
 from core.events import ExpectedVersion, NewEvent
 from core.ports import EventLog
 from core.triad.contracts import TelemetryPacket
-from core.triad.run_events import EMISSION_FAILED, to_event_data
+from core.triad.events import EmissionFailed, run_stream_id
+from core.triad.ports import MetricsSink
 
-__all__ = [
-    "EmissionConfig",
-    "EmissionStats",
-    "EventBuffer",
-    "EventSink",
-    "Flusher",
-    "InMemoryMetricsSink",
-    "MetricsSink",
-    "NullEventSink",
-    "already_recorded",
-]
-
-
-class MetricsSink(Protocol):
-    """Where high-rate, droppable metrics go (a capped Redis stream in production)."""
-
-    async def write(self, run_id: str, packets: Sequence[TelemetryPacket]) -> None: ...
-
-
-class EventSink(Protocol):
-    """What the step thread sees: calls that never wait on I/O."""
-
-    def emit(self, event_type: str, payload: object) -> None: ...
-
-    def metric(self, packet: TelemetryPacket) -> None: ...
-
-    def barrier(self) -> Callable[[], bool]:
-        """A wait, for another thread, that returns True once every event emitted before this
-        call is in the log, or False once it never will be."""
-        ...
-
-
-def already_recorded() -> bool:
-    """The barrier of a sink that has nothing to wait for."""
-    return True
-
-
-class NullEventSink:
-    """Emission switched off (benchmarks measure the step with and without emission)."""
-
-    def emit(self, event_type: str, payload: object) -> None:
-        return None
-
-    def metric(self, packet: TelemetryPacket) -> None:
-        return None
-
-    def barrier(self) -> Callable[[], bool]:
-        return already_recorded
+__all__ = ["EmissionConfig", "EmissionStats", "EventBuffer", "Flusher", "InMemoryMetricsSink"]
 
 
 class InMemoryMetricsSink:
+    """A ``MetricsSink`` that keeps every packet, for tests and benchmarks."""
+
     def __init__(self) -> None:
         self.packets: list[tuple[str, TelemetryPacket]] = []
 
@@ -145,7 +108,7 @@ class EventBuffer:
 
     def __init__(self, config: EmissionConfig | None = None) -> None:
         self.config = config or EmissionConfig()
-        self._events: deque[tuple[str, object, int]] = deque()
+        self._events: deque[tuple[DomainEvent, int]] = deque()
         self._metrics: deque[TelemetryPacket] = deque()
         self._room = threading.Condition()
         self._recorded = threading.Condition()
@@ -161,11 +124,11 @@ class EventBuffer:
         # written by the flusher only
         self.events_recorded = 0
 
-    def emit(self, event_type: str, payload: object) -> None:
+    def emit(self, event: DomainEvent) -> None:
         events = self._events
         if len(events) >= self.config.event_capacity:
             self._wait_for_room()
-        events.append((event_type, payload, time.time_ns()))
+        events.append((event, time.time_ns()))
         self.events_emitted += 1
         if len(events) == self._half and self.on_pressure is not None:
             self.on_pressure()
@@ -209,7 +172,7 @@ class EventBuffer:
 
     # -- the flusher's side --------------------------------------------------------------------
 
-    def take_events(self, limit: int) -> list[tuple[str, object, int]]:
+    def take_events(self, limit: int) -> list[tuple[DomainEvent, int]]:
         taken = _take(self._events, limit)
         if taken:
             with self._room:
@@ -255,15 +218,15 @@ class Flusher:
         *,
         metrics_sink: MetricsSink | None = None,
         metadata: Mapping[str, Any] | None = None,
-        to_data: Callable[[object], dict[str, Any]] = to_event_data,
+        registry: EventRegistry = DOMAIN_EVENTS,
     ) -> None:
         self.buffer = buffer
         self.event_log = event_log
         self.run_id = run_id
-        self.stream_id = f"run-{run_id}"
+        self.stream_id = run_stream_id(run_id)
         self.metrics_sink = metrics_sink
         self.metadata = dict(metadata or {})
-        self.to_data = to_data
+        self.registry = registry
         self.version: int | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -319,6 +282,7 @@ class Flusher:
             self.buffer.wake_waiters()
 
     async def _loop(self) -> None:
+        config = self.buffer.config
         backoff = 0.0
         while True:
             try:
@@ -326,7 +290,7 @@ class Flusher:
                 backoff = 0.0
             except RetriableError:
                 self.append_retries += 1
-                backoff = min(max(backoff * 2, self.buffer.config.retry_backoff_s), 2.0)
+                backoff = min(max(backoff * 2, config.retry_backoff_s), config.max_retry_backoff_s)
             if self._stopping and not self._retry and self.buffer.events_pending == 0:
                 await self._flush_metrics()
                 return
@@ -354,15 +318,17 @@ class Flusher:
 
     def _next_batch(self) -> list[NewEvent]:
         taken = self.buffer.take_events(self.buffer.config.batch_size)
-        return [self._new_event(t, payload, at) for t, payload, at in taken]
+        return [self._new_event(event, at) for event, at in taken]
 
-    def _new_event(self, event_type: str, payload: object, emitted_ns: int) -> NewEvent:
+    def _new_event(self, event: DomainEvent, emitted_ns: int) -> NewEvent:
+        """The stored form of ``event``, built here rather than on the step thread."""
+        metadata = {**self.metadata, "emitted_at_ns": emitted_ns}
         try:
-            data = self.to_data(payload)
-        except (TypeError, ValueError) as exc:
+            return self.registry.encode(event, metadata)
+        except (ChronicleError, TypeError, ValueError, AttributeError) as exc:  # not a registered event
             self.unrecordable_events += 1
-            event_type, data = EMISSION_FAILED, {"event_type": event_type, "error": str(exc)}
-        return NewEvent(event_type, data, {**self.metadata, "emitted_at_ns": emitted_ns})
+            failed = EmissionFailed(getattr(event, "TYPE", type(event).__name__), str(exc))
+            return self.registry.encode(failed, metadata)
 
     async def _append(self, batch: list[NewEvent]) -> int:
         expected = ExpectedVersion.NO_STREAM if not self.version else self.version
@@ -382,9 +348,7 @@ class Flusher:
                 await self._append_single(event)
             except InvalidInput as exc:
                 self.unrecordable_events += 1
-                failed = NewEvent(
-                    EMISSION_FAILED, {"event_type": event.type, "error": str(exc)}, self.metadata
-                )
+                failed = self.registry.encode(EmissionFailed(event.type, str(exc)), self.metadata)
                 await self._append_single(failed)
             self.buffer.mark_recorded(1)
             self._retry = batch[index + 1 :]  # a retry after a transient error resumes here
