@@ -47,9 +47,9 @@ from core.triad.events import DecisionMade, RunEvent
 from core.triad.guards import BoundaryBudget
 from core.triad.kasmina import Kasmina, KasminaConfig
 from core.triad.lifecycle import LifecycleConfig
+from core.triad.policy import HeuristicConfig, RiskConfig
 from core.triad.ports import EventSink, NullEventSink
 from core.triad.rollback import capture, restore
-from core.triad.tamiyo import HeuristicConfig, RiskConfig
 from core.triad.tolaria import Tolaria
 from eventstore import InMemoryEventStore
 from eventstore.triad.checkpoints import CheckpointStore

@@ -26,9 +26,9 @@ from core.settings import TrainingSettings
 from core.triad.config import RunOptions, TrainingConfig
 from core.triad.events import RunFailed, run_stream_id
 from core.triad.learning_rate import LearningRateSchedule
+from core.triad.policy import HeuristicConfig, RiskConfig
 from core.triad.ports import MetricsSink
 from core.triad.reporting import RunSummary
-from core.triad.tamiyo import HeuristicConfig, RiskConfig
 from core.triad.tolaria import Tolaria
 from eventstore.triad.emission import EmissionConfig, EventBuffer, Flusher
 

@@ -18,8 +18,9 @@ from core.errors import InvalidInput
 from core.triad.config import RunOptions
 from core.triad.data import default_host, make_dataset
 from core.triad.kasmina import Kasmina
+from core.triad.policy import HeuristicPolicy, RiskRules
 from core.triad.ports import EventSink, MemoryProbe, no_accelerator_memory
-from core.triad.tamiyo import HeuristicPolicy, RiskRules, Tamiyo
+from core.triad.tamiyo import Tamiyo
 from core.triad.tolaria import Tolaria
 from eventstore.triad.checkpoints import CheckpointStore, CheckpointWriter
 

@@ -43,9 +43,10 @@ from core.triad.events import (
 from core.triad.guards import CircuitBreaker
 from core.triad.kasmina import Kasmina
 from core.triad.learning_rate import LearningRateController
+from core.triad.policy import Proposal
 from core.triad.ports import EventSink, MemoryProbe
 from core.triad.steps import EpochResult
-from core.triad.tamiyo import Decision, Proposal, Tamiyo
+from core.triad.tamiyo import Decision, Tamiyo
 
 __all__ = ["EpochBoundary"]
 

@@ -11,7 +11,7 @@ from core.triad.data import HOST_POINTS, SpiralTask
 from core.triad.guards import BoundaryBudget
 from core.triad.kasmina import KasminaConfig
 from core.triad.learning_rate import LearningRateSchedule
-from core.triad.tamiyo import HeuristicConfig, RiskConfig
+from core.triad.policy import HeuristicConfig, RiskConfig
 
 __all__ = ["RunOptions", "TrainingConfig"]
 

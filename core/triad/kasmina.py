@@ -2,16 +2,9 @@
 
 A slot sits on the output of a named submodule of the host (a forward hook replaces that
 output), so any ``nn.Module`` can host seeds without being rewritten, and the host's own
-``state_dict`` never changes shape. What a slot does to its input ``h`` depends on its stage:
-
-- DORMANT, GERMINATED, PRUNED, EMBARGOED, RESETTING: nothing, the output is ``h``.
-- TRAINING: a straight-through estimator. The seed sees ``h.detach()`` and the output is
-  ``h + (f - f.detach())``: numerically ``h`` to the last bit, so the host trains exactly as if
-  the seed were absent, while the seed receives the downstream gradient as if it were blended
-  in at alpha 1. No gradient can reach the host through the seed.
-- BLENDING, HOLDING: ``h + alpha * f(h.detach())`` with alpha from the slot's schedule. The
-  host still gets no gradient through the seed; the seed is on probation.
-- FOSSILIZED: ``h + alpha * f(h)``, frozen and part of the network for good.
+``state_dict`` never changes shape; what a slot does to that output, stage by stage, is in
+``slots``. Kasmina grafts the slots, applies seed commands, takes the automatic lifecycle edges
+whose gates are open, steps the seed optimizers and snapshots and restores the slots.
 
 Each seed has its own optimizer, so pruning one frees it cleanly; Tolaria's learning-rate
 controller sets the rate of every one of them.

@@ -1,8 +1,18 @@
 """A seed slot: the module grafted on a host point, its lifecycle record, and their snapshots.
 
-``SeedSlot.forward`` is where a slot's stage decides what it does to its input ``h`` (see
-``kasmina``); ``SlotRecord`` is its bookkeeping, and ``record_to_plain``/``record_from_plain``
-turn that into ints, floats and None for a snapshot, so a checkpoint loads with
+What a slot does to its input ``h`` (``SeedSlot.forward``) depends on its stage:
+
+- DORMANT, GERMINATED, PRUNED, EMBARGOED, RESETTING: nothing, the output is ``h``.
+- TRAINING: a straight-through estimator. The seed sees ``h.detach()`` and the output is
+  ``h + (f - f.detach())``: numerically ``h`` to the last bit, so the host trains exactly as if
+  the seed were absent, while the seed receives the downstream gradient as if it were blended
+  in at alpha 1. No gradient can reach the host through the seed.
+- BLENDING, HOLDING: ``h + alpha * f(h.detach())`` with alpha from the slot's schedule. The
+  host still gets no gradient through the seed; the seed is on probation.
+- FOSSILIZED: ``h + alpha * f(h)``, frozen and part of the network for good.
+
+``SlotRecord`` is a slot's bookkeeping; ``record_to_plain``/``record_from_plain`` turn it into
+ints, floats and None for a snapshot, so a checkpoint loads with
 ``torch.load(weights_only=True)``. ``Transition`` is what a move along a lifecycle edge reports.
 """
 

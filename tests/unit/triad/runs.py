@@ -15,8 +15,8 @@ from core.ports import EventLog
 from core.triad.config import RunOptions, TrainingConfig
 from core.triad.data import SpiralTask
 from core.triad.guards import BoundaryBudget
+from core.triad.policy import HeuristicConfig
 from core.triad.ports import EventSink
-from core.triad.tamiyo import HeuristicConfig
 from core.triad.tolaria import Tolaria
 
 # Generous budgets: these tests check behaviour, and a timing-dependent breaker would make a

@@ -211,3 +211,47 @@ async def test_a_barrier_gives_up_when_the_flusher_stops_without_writing() -> No
     assert not await asyncio.wait_for(asyncio.to_thread(buffer.barrier()), 5)
     with pytest.raises(WrongExpectedVersion):
         await flusher.close()
+
+
+class DownStore(InMemoryEventStore):
+    """Refuses the first ``failures`` appends as a store that is away would, writing nothing."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures_left = failures
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[NewEvent],
+        expected_version: int | ExpectedVersion = ExpectedVersion.ANY,
+    ) -> AppendResult:
+        if self.failures_left:
+            self.failures_left -= 1
+            raise StoreUnavailable("server is starting up")
+        return await super().append(stream_id, events, expected_version)
+
+
+class TimedFlusher(Flusher):
+    """A flusher that notes each pause it takes (and hardly waits), to read its backoff."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.pauses: list[float] = []
+
+    async def _sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        await super()._sleep(0.0)
+
+
+async def test_retries_back_off_doubling_up_to_the_configured_ceiling() -> None:
+    """While the store is away the flusher waits retry_backoff_s, doubling, never longer than
+    max_retry_backoff_s, and then writes the batch once."""
+    store = DownStore(failures=6)
+    buffer = EventBuffer(EmissionConfig(retry_backoff_s=0.01, max_retry_backoff_s=0.04))
+    flusher = TimedFlusher(buffer, store, "r8", registry=REGISTRY)
+    buffer.emit(Numbered(0))
+    await flusher.start()
+    await flusher.close()
+    assert flusher.pauses == pytest.approx([0.01, 0.02, 0.04, 0.04, 0.04, 0.04])
+    assert [e.data["n"] for e in await store.read_stream("run-r8")] == [0]

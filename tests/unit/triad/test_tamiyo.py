@@ -19,7 +19,8 @@ from core.triad.contracts import (
     SystemStatePacket,
     Wait,
 )
-from core.triad.tamiyo import HeuristicConfig, HeuristicPolicy, Proposal, RiskConfig, RiskRules, Tamiyo
+from core.triad.policy import HeuristicConfig, HeuristicPolicy, Proposal, RiskConfig, RiskRules
+from core.triad.tamiyo import Tamiyo
 
 S = SeedStage
 

@@ -21,7 +21,7 @@ from core.triad.events import (
     SeedStageChanged,
 )
 from core.triad.guards import BoundaryBudget
-from core.triad.tamiyo import Proposal
+from core.triad.policy import Proposal
 
 from .conftest import RecordingSink
 from .runs import small_run

@@ -9,6 +9,8 @@ import pytest
 from api.services.training import options_from_payload, train_task
 from core.errors import InvalidInput
 from core.ports import EventLog
+from core.settings import TrainingSettings
+from core.triad.config import TrainingConfig
 from core.triad.events import CheckpointSaved, EpochCompleted, RunCompleted, RunResumed, RunStarted
 from eventstore import InMemoryEventStore
 from eventstore.triad.emission import InMemoryMetricsSink
@@ -45,6 +47,27 @@ def test_unknown_payload_keys_are_refused() -> None:
     """A typo in a task payload is an error rather than a silently ignored option."""
     with pytest.raises(ValueError, match="epoch"):
         options_from_payload({"epoch": 3})
+
+
+def test_options_left_out_take_the_training_settings() -> None:
+    """A payload that gives no options gets TrainingSettings' defaults, which core's own
+    TrainingConfig shares; other defaults can be passed in (Settings.training)."""
+    defaults, options = TrainingSettings(), options_from_payload({"device": "cpu"})
+    training = options.training
+    assert (training.epochs, options.seeds, training.batch_size, training.seed) == (
+        defaults.epochs,
+        defaults.seeds,
+        defaults.batch_size,
+        defaults.seed,
+    )
+    assert (training.learning_rate.base, training.checkpoint_every) == (
+        defaults.learning_rate,
+        defaults.checkpoint_every,
+    )
+    assert TrainingConfig().epochs == defaults.epochs
+    custom = options_from_payload({}, TrainingSettings(epochs=7, device="cpu"))
+    schedule = custom.training.learning_rate
+    assert (custom.training.epochs, schedule.total_epochs, custom.device) == (7, 7, "cpu")
 
 
 async def types_of(store: EventLog, run_id: str) -> list[str]:
