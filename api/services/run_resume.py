@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.domain.contracts import EventRegistry
+from core.domain.contracts import DomainEvent, EventRegistry
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.serialization import to_json_value
 from core.errors import InvalidInput
@@ -73,7 +73,7 @@ def recorded_run(
     return RecordedRun(run_id, options, completed)
 
 
-def _decoded(events: Sequence[RecordedEvent], registry: EventRegistry) -> Iterator[object]:
+def _decoded(events: Sequence[RecordedEvent], registry: EventRegistry) -> Iterator[DomainEvent]:
     """The events a resume depends on, decoded strictly; the others are not even decoded."""
     for event in events:
         if event.type in _WHAT_SETTLES_A_RESUME:

@@ -208,7 +208,8 @@ def _take(queue: deque[Any], limit: int) -> list[Any]:
 
 
 class Flusher:
-    """The asyncio side: drains the buffer into ``EventLog.append`` and a ``MetricsSink``."""
+    """The asyncio side: drains the buffer into ``EventLog.append`` (each event encoded through
+    ``registry``, ``DOMAIN_EVENTS`` by default) and the metrics into a ``MetricsSink``."""
 
     def __init__(
         self,
