@@ -1,5 +1,5 @@
 """High-rate training metrics in a capped Redis stream: the adapter behind
-``core.triad.emission.MetricsSink``.
+``core.triad.ports.MetricsSink``.
 
 One stream per run, ``chronicle:run:{<run_id>}:metrics``; the braces make it a Redis Cluster
 hash tag, so a run's keys always live on one shard. Each write is one pipelined round trip of
