@@ -1,6 +1,6 @@
 """A training run's stream (``run-<id>``) folded into one row per epoch.
 
-This is the view behind ``chronicle replay run-<id> --steps`` (drawn by ``api/train_cli.py``):
+This is the view behind ``chronicle replay run-<id> --steps`` (drawn by ``api/cli/train.py``):
 for each epoch, the losses and accuracies, Tamiyo's decision and how its FieldReport judged it
 one epoch later, every seed's stage after the boundary (with the transitions taken there),
 rollbacks, the checkpoint saved and its checksum, and budget overruns. It is pure: recorded

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from api.cli.train import render_run_history
 from api.services.training import run_training
-from api.train_cli import render_run_history
 from core.domain import DOMAIN_EVENTS, DomainEvent
 from core.events import NewEvent, RecordedEvent
 from core.triad.events import (

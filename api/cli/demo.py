@@ -13,6 +13,7 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from api.cli.runner import run_with_services
 from core.domain import AGENT, CONVERSATION, TASK, CommandContext, handle, load
 from core.domain.agent.commands import BringAgentOnline, RegisterAgent
 from core.domain.conversation.commands import AcknowledgeMessage, DeliverMessage, SendMessage
@@ -22,7 +23,7 @@ from eventstore import EventStore
 from eventstore.embedded import Services
 from eventstore.migrate import upgrade
 
-__all__ = ["run_demo"]
+__all__ = ["demo", "run_demo"]
 
 
 async def run_demo(settings: Settings, svc: Services) -> None:
@@ -83,3 +84,8 @@ async def run_demo(settings: Settings, svc: Services) -> None:
     )
     console.print(f"{count} events appended and read back from {where}.")
     console.print(f"Step through one: chronicle replay {task} --steps")
+
+
+def demo() -> None:
+    """An agent takes a task and reports back through the deciders; the events are printed back."""
+    run_with_services(run_demo)

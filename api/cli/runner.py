@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from core.errors import ChronicleError, InvalidInput
 from core.settings import Settings
 from eventstore.embedded import Services, services
 
-__all__ = ["run_with_services"]
+__all__ = ["print_result", "run_with_services"]
 
 T = TypeVar("T")
 
@@ -34,3 +35,16 @@ def run_with_services(work: Callable[[Settings, Services], Coroutine[Any, Any, T
     except ChronicleError as exc:
         typer.echo(f"chronicle: error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("target", "measured", "goal", "met")
+    for t in result.get("targets", []):
+        table.add_row(t["target"], str(t["measured"]), str(t["goal"]), "yes" if t["met"] else "NO")
+    Console().print(table)

@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from api.runner import run_with_services
+from api.cli.runner import run_with_services
 from core.settings import Settings, TrainingSettings
 from eventstore.embedded import Services
 
@@ -22,14 +22,9 @@ if TYPE_CHECKING:
     from core.triad.ports import MetricsSink
     from projections.run_history import Checkpoint, EpochDecision, EpochRow, Rollback, SeedAfterEpoch
 
-__all__ = ["register", "render_run_history"]
+__all__ = ["render_run_history", "train"]
 
 _DEFAULTS = TrainingSettings()  # what the help shows; CHRONICLE_TRAINING__* may override them
-
-
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    app.command()(train)
-    bench_app.command("triad")(bench_triad)
 
 
 def train(
@@ -151,34 +146,6 @@ def _print_summary(summary: dict[str, Any]) -> None:
     table.add_row("stream", summary["stream_id"])
     console.print(table)
     console.print(f"replay it: chronicle replay {summary['stream_id']} --steps")
-
-
-def bench_triad(
-    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
-    quick: Annotated[bool, typer.Option(help="smaller runs, for a smoke test")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
-) -> None:
-    """Epoch boundary, packet serialisation, emission cost, rollback, flusher rate, vs targets."""
-    from bench.triad import run
-    from eventstore import EventStore
-    from eventstore.migrate import upgrade
-
-    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
-        await upgrade(svc.database_url)
-        async with await EventStore.connect(svc.database_url, settings) as store:
-            return await run(event_log=store, device=device, quick=quick)
-
-    result = run_with_services(work)
-    if as_json:
-        typer.echo(json.dumps(result, indent=2, default=str))
-        return
-    from rich.console import Console
-
-    table = Table("figure", "measured", "unit", "target", "met")
-    for f in result["figures"]:
-        met = "" if f["met"] is None else ("yes" if f["met"] else "NO")
-        table.add_row(f["name"], f"{f['measured']:.4g}", f["unit"], str(f["target"] or ""), met)
-    Console().print(table)
 
 
 # -- a run epoch by epoch (chronicle replay run-<id> --steps) -----------------------------------

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from api.runner import run_with_services
+from api.cli.runner import run_with_services
 from core.domain.loading import AtPosition, AtTime, AtVersion, Target, decider_for, require_stream
 from core.errors import InvalidInput
 from core.events import category_of, check_stream_id
@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.triad.events import RUN
 from eventstore.embedded import Services
 
-__all__ = ["parse_target", "register"]
+__all__ = ["diff", "parse_target", "recover", "replay", "snapshot", "snapshotter"]
 
 AT_HELP = "a version (42), a global position (@1234) or an ISO 8601 time (2026-01-01T12:00:00+00:00)"
 
@@ -93,7 +93,7 @@ async def _replay_run(stream: str, database_url: str, settings: Settings, target
     """A training run has no aggregate state: show it epoch by epoch instead."""
     from rich.console import Console
 
-    from api.train_cli import render_run_history
+    from api.cli.train import render_run_history
     from eventstore import EventStore
     from projections.run_history import run_history
 
@@ -184,7 +184,7 @@ def snapshotter(
     run_with_services(work)
 
 
-def recover_command() -> None:
+def recover() -> None:
     """Rebuild live agents and in-flight tasks from the log and report how long it took."""
     from eventstore import EventStore
     from projections.recovery import recover
@@ -198,27 +198,3 @@ def recover_command() -> None:
         )
 
     run_with_services(work)
-
-
-def bench_replay(
-    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
-    events: Annotated[int, typer.Option(help="events in the task stream")] = 10_000,
-    tasks: Annotated[int, typer.Option(help="in-flight tasks to recover")] = 10_000,
-) -> None:
-    """Rehydration with and without snapshots, replay throughput and recovery, beside the raw read."""
-    from api.cli import print_result
-    from bench.replay import run
-
-    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
-        return await run(svc.database_url, events=events, tasks=tasks)
-
-    print_result(run_with_services(work), as_json)
-
-
-def register(app: typer.Typer, bench_app: typer.Typer) -> None:
-    app.command("replay")(replay)
-    app.command("diff")(diff)
-    app.command("snapshot")(snapshot)
-    app.command("snapshotter")(snapshotter)
-    app.command("recover")(recover_command)
-    bench_app.command("replay")(bench_replay)

@@ -1,0 +1,33 @@
+"""The `chronicle` command line: every command, registered here in one place.
+
+Settings come from CHRONICLE_* environment variables; with no database or Redis URL set, the
+embedded servers start in the data directory (``api.cli.runner``).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from api.cli import bench, demo, log, replay, train
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Chronicle: an event-sourced coordination backend.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks that print Chronicle's figures beside a ceiling measured in the same run."
+)
+app.add_typer(bench_app, name="bench")
+
+app.command()(log.migrate)
+app.command()(demo.demo)
+app.command("import")(log.import_)
+app.command()(log.export)
+app.command()(replay.replay)
+app.command()(replay.diff)
+app.command()(replay.snapshot)
+app.command()(replay.snapshotter)
+app.command()(replay.recover)
+app.command()(train.train)
+bench_app.command("append")(bench.append)
+bench_app.command("replay")(bench.replay)
+bench_app.command("triad")(bench.triad)

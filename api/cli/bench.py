@@ -1,0 +1,71 @@
+"""`chronicle bench append | replay | triad`: each benchmark beside its ceiling, measured in one run."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from api.cli.runner import print_result, run_with_services
+from core.settings import Settings
+from eventstore.embedded import Services
+
+__all__ = ["append", "replay", "triad"]
+
+
+def append(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    duration: Annotated[float, typer.Option(help="seconds per write phase")] = 5.0,
+    events: Annotated[int, typer.Option(help="events in the log for the read_all phase")] = 1_000_000,
+) -> None:
+    """Appends and reads against raw asyncpg on the same table, in one run."""
+    from bench.append import run
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await run(svc.database_url, duration=duration, read_all_events=events)
+
+    print_result(run_with_services(work), as_json)
+
+
+def replay(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    events: Annotated[int, typer.Option(help="events in the task stream")] = 10_000,
+    tasks: Annotated[int, typer.Option(help="in-flight tasks to recover")] = 10_000,
+) -> None:
+    """Rehydration with and without snapshots, replay throughput and recovery, beside the raw read."""
+    from bench.replay import run
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await run(svc.database_url, events=events, tasks=tasks)
+
+    print_result(run_with_services(work), as_json)
+
+
+def triad(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    quick: Annotated[bool, typer.Option(help="smaller runs, for a smoke test")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
+) -> None:
+    """Epoch boundary, packet serialisation, emission cost, rollback, flusher rate, vs targets."""
+    from bench.triad import run
+    from eventstore import EventStore
+    from eventstore.migrate import upgrade
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        await upgrade(svc.database_url)
+        async with await EventStore.connect(svc.database_url, settings) as store:
+            return await run(event_log=store, device=device, quick=quick)
+
+    result = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    table = Table("figure", "measured", "unit", "target", "met")
+    for f in result["figures"]:
+        met = "" if f["met"] is None else ("yes" if f["met"] else "NO")
+        table.add_row(f["name"], f"{f['measured']:.4g}", f["unit"], str(f["target"] or ""), met)
+    Console().print(table)
