@@ -32,9 +32,8 @@ from core.triad.reporting import RunSummary
 from core.triad.tolaria import Tolaria
 from eventstore.triad.emission import EmissionConfig, EventBuffer, Flusher
 
-__all__ = ["DEFAULT_CHECKPOINT_ROOT", "options_from_payload", "recorded_run_of", "run_training", "train_task"]
+__all__ = ["options_from_payload", "recorded_run_of", "run_training", "train_task"]
 
-DEFAULT_CHECKPOINT_ROOT = Path(".chronicle/runs")
 _KNOWN = {"run_id", "epochs", "seeds", "batch_size", "seed", "lr", "device", "checkpoint_every", "resume"}
 
 
@@ -70,7 +69,7 @@ async def run_training(
     *,
     event_log: EventLog,
     metrics_sink: MetricsSink | None = None,
-    checkpoint_root: Path = DEFAULT_CHECKPOINT_ROOT,
+    checkpoint_root: Path,
     resume: bool = False,
     tenant_id: str | None = None,
     emission: EmissionConfig | None = None,
@@ -136,11 +135,13 @@ async def train_task(
             return run.summary()
     options = options_from_payload(payload, defaults)
     root = Path(payload["checkpoint_dir"]) if "checkpoint_dir" in payload else checkpoint_root
+    if root is None:
+        raise InvalidInput("a training run needs a checkpoint directory: give checkpoint_dir")
     return await run_training(
         options,
         event_log=event_log,
         metrics_sink=metrics_sink,
-        checkpoint_root=root or DEFAULT_CHECKPOINT_ROOT,
+        checkpoint_root=root,
         resume=resume,
         tenant_id=payload.get("tenant_id"),
     )

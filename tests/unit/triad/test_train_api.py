@@ -133,3 +133,12 @@ async def test_resuming_a_run_that_never_started_appends_nothing(tmp_path: Path)
     with pytest.raises(InvalidInput, match="no run nope to resume"):
         await train_task({"run_id": "nope", "resume": True, "checkpoint_dir": str(tmp_path)}, event_log=store)
     assert await store.stream_version("run-nope") == 0
+
+
+async def test_a_run_with_no_checkpoint_directory_is_refused() -> None:
+    """With neither a checkpoint_dir nor a root from the caller's settings, the handler says what
+    is missing and appends nothing (it never falls back to a directory of its own)."""
+    store = InMemoryEventStore()
+    with pytest.raises(InvalidInput, match="checkpoint directory"):
+        await train_task({"run_id": "nowhere", "epochs": 1, "device": "cpu"}, event_log=store)
+    assert await store.stream_version("run-nowhere") == 0
