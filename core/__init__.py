@@ -1,4 +1,8 @@
-"""Chronicle's pure domain: event contracts, errors, settings. No I/O happens in this package."""
+"""Chronicle's pure core: event contracts, errors, settings, the domain's deciders and the
+training loop's decisions, and the ports (``ports``, ``triad.ports``) that the outer packages
+implement. No I/O happens in this package; import-linter fails the build if a module imports
+an event loop, a thread, a file or a driver (the one exception, os for uuid7's entropy, is
+named in pyproject.toml)."""
 
 from core.errors import (
     AppendOutcomeUnknown,

@@ -1,4 +1,8 @@
-"""The ports the outer packages implement. Code in core talks to I/O only through these."""
+"""The event log's port, which eventstore implements twice (PostgreSQL and in memory).
+
+Code in core talks to I/O only through ports: this one, and the training loop's in
+``core.triad.ports``.
+"""
 
 from __future__ import annotations
 

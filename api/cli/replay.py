@@ -1,4 +1,4 @@
-"""CLI commands for recovery and time travel: replay, diff, snapshot, snapshotter, recover, bench replay."""
+"""CLI commands for recovery and time travel: replay, diff, snapshot, snapshotter, recover."""
 
 from __future__ import annotations
 

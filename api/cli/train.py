@@ -1,5 +1,5 @@
-"""`chronicle train` and `chronicle bench triad`: the training hot loop from the command line,
-and the table `chronicle replay run-<id> --steps` draws (``render_run_history``)."""
+"""`chronicle train`: the training hot loop from the command line, and the table
+`chronicle replay run-<id> --steps` draws (``render_run_history``)."""
 
 from __future__ import annotations
 
