@@ -153,11 +153,13 @@ async def create_pool(database_url: str, size: int, **kwargs: Any) -> asyncpg.Po
     return pool
 
 
-async def connect(database_url: str) -> asyncpg.Connection:
-    """A single connection with Chronicle's codecs (the group-commit writer, listeners, COPY)."""
+async def connect(database_url: str, *, application_name: str | None = None) -> asyncpg.Connection:
+    """A single connection with Chronicle's codecs (the group-commit writer, listeners, COPY,
+    leases). ``application_name`` is what pg_stat_activity shows for it."""
     conn: asyncpg.Connection | None = None
+    settings = {"application_name": application_name} if application_name else None
     try:
-        conn = await asyncpg.connect(database_url, timeout=CONNECT_TIMEOUT)
+        conn = await asyncpg.connect(database_url, timeout=CONNECT_TIMEOUT, server_settings=settings)
         await _init_connection(conn)
     except DRIVER_ERRORS as exc:
         if conn is not None:

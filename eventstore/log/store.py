@@ -278,6 +278,25 @@ class EventStore:
                 await self._wakeup.wait(seen, self._settings.poll_interval)
                 await self._listener.ensure()
 
+    @property
+    def appends_seen(self) -> int:
+        """A counter that moves whenever this store learns the log may have grown: an append
+        through it, or a notification of another process's append.
+
+        Read it before looking at the log, then ``wait_for_append`` with the value read: an
+        append that lands in between is not missed (the projection runner tails this way).
+        """
+        return self._wakeup.generation
+
+    async def wait_for_append(self, seen: int, timeout: float) -> None:
+        """Return once ``appends_seen`` has moved past ``seen``, or after ``timeout`` seconds.
+
+        Notifications are hints: a caller must look at the log itself afterwards, and polls
+        when the timeout passes. The LISTEN connection is opened (or re-opened) here.
+        """
+        await self._listener.ensure()
+        await self._wakeup.wait(seen, timeout)
+
     async def _page(self, flt: LogFilter, first: int, last: int, limit: int) -> list[RecordedEvent]:
         sql, args = read_all_sql(flt, first, last, limit)
         try:
