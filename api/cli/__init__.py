@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import bench, demo, log, replay, train
+from api.cli import bench, demo, log, projections, replay, train
 
 __all__ = ["app"]
 
@@ -17,6 +17,8 @@ bench_app = typer.Typer(
     help="Benchmarks that print Chronicle's figures beside a ceiling measured in the same run."
 )
 app.add_typer(bench_app, name="bench")
+projections_app = typer.Typer(help="Read models: the daemon that keeps them current, their status, rebuilds.")
+app.add_typer(projections_app, name="projections")
 
 app.command()(log.migrate)
 app.command()(demo.demo)
@@ -31,3 +33,6 @@ app.command()(train.train)
 bench_app.command("append")(bench.append)
 bench_app.command("replay")(bench.replay)
 bench_app.command("triad")(bench.triad)
+projections_app.command("run")(projections.run)
+projections_app.command("status")(projections.status)
+projections_app.command("rebuild")(projections.rebuild)
