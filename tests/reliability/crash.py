@@ -12,8 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def kill_after(module: str, database_url: str, lines: int, timeout: float) -> None:
-    """Start ``python -m module URL``, wait for ``lines`` progress lines, then SIGKILL it."""
+async def kill_after(module: str, database_url: str, lines: int, timeout: float, delay: float = 0.0) -> None:
+    """Start ``python -m module URL``, wait for ``lines`` progress lines (and ``delay`` seconds
+    more), then SIGKILL it."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -27,6 +28,8 @@ async def kill_after(module: str, database_url: str, lines: int, timeout: float)
     assert child.stdout is not None
     for _ in range(lines):  # let it get well under way, then kill it with writes in flight
         assert await asyncio.wait_for(child.stdout.readline(), timeout), f"{module} exited early"
+    if delay:
+        await asyncio.sleep(delay)  # the moment of the crash, chosen by the caller
     child.send_signal(signal.SIGKILL)
     await child.wait()
 
