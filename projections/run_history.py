@@ -45,13 +45,16 @@ from core.triad.events import (
 )
 
 __all__ = [
+    "PLACED_TYPES",
     "Checkpoint",
     "EpochDecision",
     "EpochRow",
     "ModeSwitch",
     "Overrun",
+    "PlacedEvent",
     "Rollback",
     "SeedAfterEpoch",
+    "epoch_of",
     "run_history",
 ]
 
@@ -136,7 +139,7 @@ class EpochRow:
 
 # -- placing events ------------------------------------------------------------------------------
 
-_PlacedEvent = (
+PlacedEvent = (
     EpochCompleted
     | DecisionMade
     | CommandRejected
@@ -150,18 +153,18 @@ _PlacedEvent = (
     | RunFailed
     | RunResumed
 )
-_PLACED_TYPES = frozenset(contract.TYPE for contract in typing.get_args(_PlacedEvent))
+PLACED_TYPES = frozenset(contract.TYPE for contract in typing.get_args(PlacedEvent))
 
 
 @dataclass(frozen=True, slots=True)
 class _Placed:
     epoch: int
     attempt: int
-    event: _PlacedEvent
+    event: PlacedEvent
 
 
-def _epoch_of(event: _PlacedEvent) -> int:
-    """The boundary an event belongs to."""
+def epoch_of(event: PlacedEvent) -> int:
+    """The boundary an event belongs to (the training-runs read model places events by it too)."""
     if isinstance(event, FieldReportFiled):
         return event.observed_epoch
     if isinstance(event, RunResumed):
@@ -174,10 +177,10 @@ def _place(events: Sequence[RecordedEvent], registry: EventRegistry) -> list[_Pl
     kept: list[_Placed] = []
     attempt = 1
     for recorded in events:
-        if recorded.type not in _PLACED_TYPES:
+        if recorded.type not in PLACED_TYPES:
             continue  # RunStarted, RunCompleted, EmissionFailed and types a later version adds
-        event = typing.cast(_PlacedEvent, registry.read(recorded))  # its type is one of them
-        epoch = _epoch_of(event)
+        event = typing.cast(PlacedEvent, registry.read(recorded))  # its type is one of them
+        epoch = epoch_of(event)
         if isinstance(event, RunResumed):
             kept = [p for p in kept if p.epoch <= epoch]  # the abandoned attempt's later epochs
             attempt += 1
