@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from projections.models.agents import AgentRegistry
+from projections.models.conversations import Conversations
+from projections.models.runs import TrainingRuns
+from projections.models.tasks import TaskBoard
 from projections.runner.contract import Projection
 
 __all__ = ["PROJECTIONS", "by_name"]
 
-PROJECTIONS: tuple[Projection, ...] = (AgentRegistry(),)
+PROJECTIONS: tuple[Projection, ...] = (AgentRegistry(), TaskBoard(), Conversations(), TrainingRuns())
 
 
 def by_name(name: str) -> Projection:

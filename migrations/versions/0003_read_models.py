@@ -62,8 +62,8 @@ VIEWS = (
         "training_run_epochs_rows",
         "training_runs",
         "run_id, attempt, epoch, tenant_id, train_loss, val_loss, val_accuracy, train_accuracy, "
-        "learning_rate, decision, decision_reason, seeds, rolled_back, checkpoint_sha256, "
-        "completed_at, updated_position",
+        "learning_rate, decision, decision_reason, seeds, rolled_back, budget_overruns, "
+        "checkpoint_sha256, abandoned, completed_at, updated_position",
     ),
     (
         "audit_index",
@@ -134,8 +134,13 @@ TABLES = (
         version integer NOT NULL,
         updated_position bigint NOT NULL,
         PRIMARY KEY (generation, task_id))""",
-    "CREATE INDEX task_board_tenant_idx ON task_board_rows (generation, tenant_id, status, submitted_at)",
-    "CREATE INDEX task_board_queue_idx ON task_board_rows (generation, queue, status, priority)",
+    # The board pages in submission order (projections.models.tasks.tasks): each filter's index
+    # ends in the keyset (submitted_at, task_id).
+    "CREATE INDEX task_board_submitted_idx ON task_board_rows (generation, submitted_at, task_id)",
+    "CREATE INDEX task_board_tenant_idx ON task_board_rows"
+    " (generation, tenant_id, status, submitted_at, task_id)",
+    "CREATE INDEX task_board_queue_idx ON task_board_rows"
+    " (generation, queue, status, priority, submitted_at, task_id)",
     "CREATE INDEX task_board_assignee_idx ON task_board_rows (generation, assignee)",
     "CREATE INDEX task_board_lease_idx ON task_board_rows (generation, lease_expires_at)"
     " WHERE lease_expires_at IS NOT NULL",
@@ -174,6 +179,8 @@ TABLES = (
         reason text,
         updated_position bigint NOT NULL,
         PRIMARY KEY (generation, run_id))""",
+    "CREATE INDEX training_runs_started_idx ON training_runs_rows (generation, started_at, run_id)",
+    "CREATE INDEX training_runs_tenant_idx ON training_runs_rows (generation, tenant_id, started_at, run_id)",
     """CREATE TABLE training_run_epochs_rows (
         generation integer NOT NULL,
         run_id text NOT NULL,
@@ -189,8 +196,10 @@ TABLES = (
         decision_reason text,
         seeds jsonb NOT NULL,
         rolled_back boolean NOT NULL,
+        budget_overruns integer NOT NULL,
         checkpoint_sha256 text,
-        completed_at timestamptz NOT NULL,
+        abandoned boolean NOT NULL,
+        completed_at timestamptz,
         updated_position bigint NOT NULL,
         PRIMARY KEY (generation, run_id, attempt, epoch))""",
     """CREATE TABLE audit_index_rows (
