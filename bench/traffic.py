@@ -4,7 +4,9 @@ appended at a target rate, for projection tests and benchmarks.
 A scenario is one worker agent's day: it registers and comes online, takes three tasks
 (submitted, assigned to it, started, a progress report, then completed, or failed for every
 third), exchanges a message with an operator (sent, delivered, acknowledged) and goes offline:
-21 events over 5 streams. Every event carries the metadata command handling writes (tenant,
+21 events over 5 streams. Every fourth scenario also trains: a run stream of three epochs (a
+decision, a seed transition, a checkpoint each) as the training loop's flusher writes them,
+14 events more. Every event carries the metadata command handling writes (tenant,
 actor, command, correlation and causation ids), so the audit index sees real traffic. Lanes run
 scenarios concurrently; a stream's events are appended in order with their expected version.
 """
@@ -19,19 +21,28 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from core.domain import AGENT, CONVERSATION, TASK, CommandContext, Decider
+from core.domain import AGENT, CONVERSATION, TASK, CommandContext, Decider, DomainEvent
 from core.domain.agent import BringAgentOnline, RegisterAgent, TakeAgentOffline
 from core.domain.conversation.commands import AcknowledgeMessage, DeliverMessage, SendMessage
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.task import AssignTask, CompleteTask, ReportTaskProgress, StartTask, SubmitTask
 from core.domain.task.commands import FailTask
-from core.events import NewEvent
+from core.events import ExpectedVersion, NewEvent, StreamAppend
 from core.ports import EventLog
+from core.triad.events import (
+    CheckpointSaved,
+    DecisionMade,
+    EpochCompleted,
+    RunCompleted,
+    RunStarted,
+    SeedStageChanged,
+    SeedSummary,
+    run_stream_id,
+)
 
-__all__ = ["EVENTS_PER_SCENARIO", "Driven", "Step", "drive", "scenario"]
+__all__ = ["Driven", "Step", "drive", "load", "scenario"]
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-EVENTS_PER_SCENARIO = 21
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +85,9 @@ class _Streams:
         return Step(stream_id, encoded, expected)
 
 
-def scenario(key: str, tenant: str = "acme") -> list[Step]:
-    """The 21 events of one worker's scenario, as 21 appends in a valid order."""
+def scenario(key: str, tenant: str = "acme", *, trains: bool = False) -> list[Step]:
+    """One worker's scenario (21 events, 21 appends; 14 events in 5 appends more if it
+    ``trains``), in a valid order."""
     s, at = _Streams(tenant), T0
     agent, worker = AGENT.stream_id(key), f"w{key}"
     steps = [s.step(AGENT, agent, RegisterAgent(key, f"worker {key}", ("cpu",), at), worker, None)]
@@ -97,7 +109,31 @@ def scenario(key: str, tenant: str = "acme") -> list[Step]:
     )
     steps.append(s.step(CONVERSATION, conversation, DeliverMessage(f"c{key}", 1, at), "bus", None))
     steps.append(s.step(CONVERSATION, conversation, AcknowledgeMessage(f"c{key}", 1, at), "operator", None))
+    if trains:
+        steps.extend(_run(f"r{key}", tenant))
     steps.append(s.step(AGENT, agent, TakeAgentOffline(key, at), worker, None))
+    return steps
+
+
+def _run(run_id: str, tenant: str) -> list[Step]:
+    """A three-epoch run: RunStarted, then each boundary's events in one append, then the end."""
+    seeds = (SeedSummary(0, "TRAINING", "conv", 0.5, 1, 1, None, None),)
+    batches: list[list[DomainEvent]] = [[RunStarted(run_id, "cpu", 1000, (), 3, 64, 0, 18.0, 0.03, 1)]]
+    for epoch in range(3):
+        batches.append(
+            [
+                DecisionMade(epoch + 1, epoch, "GERMINATE", {"slot": 0}, "policy", "plateau"),
+                SeedStageChanged(0, "DORMANT", "GERMINATED", epoch, "germinate", "conv"),
+                EpochCompleted(epoch, 32 * (epoch + 1), 0.9, 0.6, 1.0, 0.5, 0.03, 1.0, seeds, {}),
+                CheckpointSaved(epoch, f"ckpt-{epoch:06d}.pt", f"{epoch:x}".rjust(64, "0"), 1000),
+            ]
+        )
+    batches.append([RunCompleted(run_id, 3, False, 0.9, 0.6, 0.5, 0.1, (), {}, 0, 0, {}, None)])
+    stream, metadata = run_stream_id(run_id), {"tenant_id": tenant, "actor": "tolaria", "run_id": run_id}
+    steps, version = [], 0
+    for batch in batches:
+        steps.append(Step(stream, tuple(DOMAIN_EVENTS.encode(e, metadata) for e in batch), version))
+        version += len(batch)
     return steps
 
 
@@ -113,15 +149,15 @@ async def drive(
 ) -> Driven:
     """Append scenarios ``prefix``-0, -1, ... on ``lanes`` concurrent lanes until ``scenarios``
     have run or ``seconds`` have passed, at most ``rate`` events per second overall."""
-    keys = (f"{prefix}{i}" for i in (range(scenarios) if scenarios is not None else itertools.count()))
+    keys = ((i, f"{prefix}{i}") for i in (range(scenarios) if scenarios is not None else itertools.count()))
     started = time.perf_counter()
     deadline = started + seconds if seconds is not None else None
     pacer = _Pacer(rate, started)
     counts = [0, 0]
 
     async def lane() -> None:
-        for key in keys:
-            for step in scenario(key):
+        for n, key in keys:
+            for step in scenario(key, trains=n % 4 == 0):
                 if deadline is not None and time.perf_counter() >= deadline:
                     return
                 await pacer.wait(len(step.events))
@@ -149,3 +185,29 @@ class _Pacer:
         delay = slot - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
+
+
+async def load(log: EventLog, prefix: str, scenarios: int, *, concurrency: int = 64) -> Driven:
+    """Append ``scenarios`` scenarios as fast as the store takes them: each scenario is one
+    atomic multi-stream append of its five streams (the log order within a stream is kept;
+    between streams it differs from ``drive``'s interleaving)."""
+    started = time.perf_counter()
+    keys = iter(range(scenarios))
+    counts = [0, 0]
+
+    async def lane() -> None:
+        for n in keys:
+            appends = _by_stream(scenario(f"{prefix}{n}", trains=n % 4 == 0))
+            await log.append_multi(appends)
+            counts[0] += sum(len(a.events) for a in appends)
+            counts[1] += 1
+
+    await asyncio.gather(*(lane() for _ in range(concurrency)))
+    return Driven(counts[0], counts[1], time.perf_counter() - started)
+
+
+def _by_stream(steps: list[Step]) -> list[StreamAppend]:
+    events: dict[str, list[NewEvent]] = {}
+    for step in steps:
+        events.setdefault(step.stream_id, []).extend(step.events)
+    return [StreamAppend(stream, tuple(e), ExpectedVersion.NO_STREAM) for stream, e in events.items()]

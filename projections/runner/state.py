@@ -24,12 +24,15 @@ __all__ = [
     "Checkpoint",
     "ProjectionRow",
     "advance",
+    "checkpoint",
     "delete_generation_checkpoint",
     "ensure",
     "load",
     "lock_for_batch",
+    "lock_projection",
     "new_rebuild_generation",
     "record_failure",
+    "retired_generations",
     "swap",
 ]
 
