@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from projections.models.agents import AgentRegistry
+from projections.models.audit import AuditIndex
 from projections.models.conversations import Conversations
 from projections.models.runs import TrainingRuns
 from projections.models.tasks import TaskBoard
@@ -10,7 +11,13 @@ from projections.runner.contract import Projection
 
 __all__ = ["PROJECTIONS", "by_name"]
 
-PROJECTIONS: tuple[Projection, ...] = (AgentRegistry(), TaskBoard(), Conversations(), TrainingRuns())
+PROJECTIONS: tuple[Projection, ...] = (
+    AgentRegistry(),
+    TaskBoard(),
+    Conversations(),
+    TrainingRuns(),
+    AuditIndex(),
+)
 
 
 def by_name(name: str) -> Projection:
