@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import bench, demo, log, projections, replay, train
+from api.cli import audit, bench, demo, log, projections, replay, train
 
 __all__ = ["app"]
 
@@ -19,6 +19,8 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 projections_app = typer.Typer(help="Read models: the daemon that keeps them current, their status, rebuilds.")
 app.add_typer(projections_app, name="projections")
+audit_app = typer.Typer(help="Audit queries: who did what, when, under which tenant; exports.")
+app.add_typer(audit_app, name="audit")
 
 app.command()(log.migrate)
 app.command()(demo.demo)
@@ -36,3 +38,4 @@ bench_app.command("triad")(bench.triad)
 projections_app.command("run")(projections.run)
 projections_app.command("status")(projections.status)
 projections_app.command("rebuild")(projections.rebuild)
+audit_app.command("query")(audit.query)
