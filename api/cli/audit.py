@@ -130,8 +130,9 @@ async def _page(
         for event in page.events:
             write(event)
         sys.stdout.flush()
+    count = f"{len(page.events)} event{'' if len(page.events) == 1 else 's'}"
     more = "more match" if page.more else "no more now"
-    typer.echo(f"next cursor: {page.cursor} ({len(page.events)} events; {more})", err=True)
+    typer.echo(f"next cursor: {page.cursor} ({count}; {more})", err=True)
 
 
 def _table(events: tuple[RecordedEvent, ...]) -> Table:
