@@ -213,6 +213,8 @@ def _describe(flt: AuditFilter) -> str:
 
 
 # -- SQL --------------------------------------------------------------------------------------
+# Statements are assembled from the fixed fragments below (hence the S608 markers); every value
+# from a caller is a bind parameter.
 
 
 @dataclass
