@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import orjson
+import structlog
 
 from core.events import RecordedEvent
 from core.settings import Settings
@@ -39,6 +40,8 @@ class PrintingObserver:
 
 
 async def main(url: str) -> None:
+    # stdout carries the figures; the daemon's log goes to stderr
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     async with await EventStore.connect(url, Settings(poll_interval=1.0)) as store:
         await ProjectionDaemon(store, url, PROJECTIONS, observer=PrintingObserver()).run()
 

@@ -1,4 +1,5 @@
-"""`chronicle bench append | replay | triad`: each benchmark beside its ceiling, measured in one run."""
+"""`chronicle bench append | replay | triad | projections`: each benchmark beside its ceiling,
+measured in the same run."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from api.cli.runner import print_result, run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
 
-__all__ = ["append", "replay", "triad"]
+__all__ = ["append", "projections", "replay", "triad"]
 
 
 def append(
@@ -69,3 +70,23 @@ def triad(
         met = "" if f["met"] is None else ("yes" if f["met"] else "NO")
         table.add_row(f["name"], f"{f['measured']:.4g}", f["unit"], str(f["target"] or ""), met)
     Console().print(table)
+
+
+def projections(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    events: Annotated[
+        int, typer.Option(help="events in the log for the rebuild and audit phases")
+    ] = 1_000_000,
+    seconds: Annotated[float, typer.Option(help="seconds of traffic per lag phase")] = 20.0,
+    quick: Annotated[bool, typer.Option(help="100,000 events and 5 s phases, for a smoke test")] = False,
+) -> None:
+    """Read-model lag at 1,000 and 5,000 events/s, rebuild speed beside read_all, audit queries."""
+    from bench.projections import run
+
+    if quick:
+        events, seconds = 100_000, 5.0
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await run(svc.database_url, events=events, phase_seconds=seconds)
+
+    print_result(run_with_services(work), as_json)

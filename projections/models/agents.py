@@ -11,6 +11,8 @@ scheduled for a retry. An assignment to an id that is not a registered agent is 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -24,6 +26,7 @@ from core.domain.agent.events import (
     AgentWentOffline,
     AgentWentOnline,
 )
+from core.domain.agent.state import AgentStatus
 from core.domain.contracts import DomainEvent
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.task.events import (
@@ -37,9 +40,10 @@ from core.domain.task.events import (
     TaskTimedOut,
 )
 from core.events import RecordedEvent
+from projections.models.pages import fetch_page
 from projections.models.rows import Row, RowTable, touched
 
-__all__ = ["AgentRegistry"]
+__all__ = ["AgentRegistry", "AgentRow", "agent", "agents"]
 
 TABLE = RowTable(
     "agent_registry_rows",
@@ -189,3 +193,59 @@ def _task_ended(rows: dict[Any, Row], holders: dict[str, str], task_id: str) -> 
         return None
     rows[holder]["current_task"] = None
     return holder
+
+
+# -- reading -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRow:
+    """One agent in the registry; ``last_seen_at`` is the time of its latest own event."""
+
+    agent_id: str
+    tenant_id: str | None
+    name: str
+    status: AgentStatus
+    capabilities: tuple[str, ...]
+    registered_at: datetime
+    last_seen_at: datetime
+    current_task: str | None
+    beliefs_digest: str | None
+    status_reason: str | None
+    version: int
+    updated_position: int
+
+    @property
+    def cursor(self) -> tuple[str]:
+        """What ``agents(after=...)`` takes to continue after this row."""
+        return (self.agent_id,)
+
+    @classmethod
+    def of(cls, record: asyncpg.Record) -> AgentRow:
+        values = dict(record)
+        values["status"] = AgentStatus(values["status"])
+        values["capabilities"] = tuple(values["capabilities"])
+        return cls(**values)
+
+
+async def agents(
+    conn: asyncpg.Connection,
+    *,
+    tenant_id: str | None = None,
+    status: AgentStatus | None = None,
+    after: tuple[str] | None = None,
+    limit: int = 100,
+) -> list[AgentRow]:
+    """Agents in id order, filtered by tenant and status when given; ``after`` is the last
+    row's ``cursor`` of the previous page."""
+    filters = {"tenant_id": tenant_id, "status": None if status is None else status.value}
+    records = await fetch_page(conn, "agent_registry", TABLE.columns, filters, ("agent_id",), after, limit)
+    return [AgentRow.of(r) for r in records]
+
+
+async def agent(conn: asyncpg.Connection, agent_id: str) -> AgentRow | None:
+    record = await conn.fetchrow(
+        f"SELECT {', '.join(TABLE.columns)} FROM agent_registry WHERE agent_id = $1",  # noqa: S608
+        agent_id,
+    )
+    return None if record is None else AgentRow.of(record)

@@ -58,7 +58,7 @@ class ProjectionDaemon:
         *,
         observer: BatchObserver | None = None,
         batch_size: int = 1000,
-        rebuild_batch_size: int = 5000,
+        rebuild_batch_size: int = 10_000,
         poll_interval: float = 1.0,
         lease_interval: float = 1.0,
         name: str | None = None,
@@ -123,8 +123,11 @@ class ProjectionDaemon:
         live = DedicatedConnection(self._url, self.name)
         rebuilding: asyncio.Task[None] | None = None
         try:
-            if await self._needs_rebuild(live, projection):
+            needed, built = await self._needs_rebuild(live, projection)
+            if needed:
                 rebuilding = asyncio.create_task(self._rebuild(projection), name=f"rebuild-{projection.name}")
+                if not built:  # nothing to tail until the first build swaps in
+                    await asyncio.wait({rebuilding})
             loop = LiveLoop(
                 self._store,
                 live,
@@ -144,18 +147,19 @@ class ProjectionDaemon:
                     await rebuilding
             await live.close()
 
-    async def _needs_rebuild(self, connection: DedicatedConnection, projection: Projection) -> bool:
+    async def _needs_rebuild(
+        self, connection: DedicatedConnection, projection: Projection
+    ) -> tuple[bool, bool]:
+        """(whether a rebuild is needed, whether a generation is active now)."""
         backoff = Backoff()
         while True:
             try:
                 conn = await connection.get()
                 row = await state.ensure(conn, projection.name, projection.version)
                 await retire(conn, projection)  # leftovers of a rebuild that died
-                return (
-                    row.active_generation is None
-                    or row.version != projection.version
-                    or row.rebuilding_generation is not None
-                )
+                built = row.active_generation is not None
+                stale = row.version != projection.version or row.rebuilding_generation is not None
+                return not built or stale, built
             except (StoreUnavailable, *DRIVER_ERRORS) as exc:
                 reason = as_outage(exc, f"projection {projection.name}")
                 connection.drop()

@@ -1,4 +1,4 @@
-"""The task board, conversation history and training runs, kept by a real projection daemon
+"""The agent registry, task board, conversation history and training runs, kept by a real projection daemon
 from commands handled against a real event store, and read back through their views.
 
 The daemon starts on an empty log and applies everything live in batches of seven events, so
@@ -20,7 +20,25 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core.domain import CONVERSATION, DOMAIN_EVENTS, TASK, CommandContext, Decider, DomainEvent, handle, load
+from core.domain import (
+    AGENT,
+    CONVERSATION,
+    DOMAIN_EVENTS,
+    TASK,
+    CommandContext,
+    Decider,
+    DomainEvent,
+    handle,
+    load,
+)
+from core.domain.agent import (
+    AgentStatus,
+    BringAgentOnline,
+    DeregisterAgent,
+    MarkAgentFailed,
+    RegisterAgent,
+    TakeAgentOffline,
+)
 from core.domain.conversation import AcknowledgeMessage, DeliverMessage, SendMessage, message_id_of
 from core.domain.task import (
     AssignTask,
@@ -52,6 +70,7 @@ from core.triad.events import (
 )
 from eventstore import EventStore
 from eventstore.pg import connect
+from projections.models.agents import AgentRegistry, agent, agents
 from projections.models.conversations import Conversations, conversation
 from projections.models.runs import RunStatus, TrainingRuns, run, run_epochs, runs
 from projections.models.tasks import TaskBoard, TaskRow, task, tasks
@@ -63,7 +82,7 @@ from tests.integration.histories import T0, next_task_command, random_run
 
 pytestmark = pytest.mark.integration
 
-MODELS: tuple[Projection, ...] = (TaskBoard(), Conversations(), TrainingRuns())
+MODELS: tuple[Projection, ...] = (AgentRegistry(), TaskBoard(), Conversations(), TrainingRuns())
 ACME = CommandContext("acme", "test")
 GLOBEX = CommandContext("globex", "test")
 
@@ -105,9 +124,14 @@ async def caught_up(conn: asyncpg.Connection, store: EventStore, daemon: Project
 
 
 async def send(store: EventStore, command: Any, context: CommandContext = ACME) -> None:
-    """Handle a task or conversation command against the store."""
-    decider: Decider[Any, Any] = TASK if hasattr(command, "task_id") else CONVERSATION
-    aggregate_id = command.task_id if decider is TASK else command.conversation_id
+    """Handle an agent, task or conversation command against the store."""
+    decider: Decider[Any, Any]
+    if hasattr(command, "task_id"):
+        decider, aggregate_id = TASK, command.task_id
+    elif hasattr(command, "agent_id"):
+        decider, aggregate_id = AGENT, command.agent_id
+    else:
+        decider, aggregate_id = CONVERSATION, command.conversation_id
     await handle(store, decider.stream_id(aggregate_id), command, decider, context)
 
 
@@ -469,6 +493,62 @@ async def test_a_real_run_and_its_resume_agree_with_run_history(
         (2, 2),
         (3, 2),
         (4, 2),
+    ]
+
+
+# -- the agent registry --------------------------------------------------------------------------
+
+
+async def test_the_registry_shows_each_agents_status_capabilities_last_seen_and_current_task(
+    conn: asyncpg.Connection, store: EventStore, daemon: ProjectionDaemon
+) -> None:
+    """An agent holds the task last assigned to it until that task ends or moves to another
+    agent; its status and reason follow its own stream; lists filter by tenant and status."""
+    t = T0
+    commands: list[tuple[Any, CommandContext]] = [
+        (RegisterAgent("ag-a", "alpha", ("gpu", "cpu"), t), ACME),
+        (BringAgentOnline("ag-a", t + timedelta(seconds=1)), ACME),
+        (RegisterAgent("ag-b", "beta", ("cpu",), t), ACME),
+        (BringAgentOnline("ag-b", t + timedelta(seconds=1)), ACME),
+        (RegisterAgent("ag-c", "gamma", (), t), GLOBEX),
+        (BringAgentOnline("ag-c", t + timedelta(seconds=1)), GLOBEX),
+        (SubmitTask("ag-t1", "echo", t), ACME),
+        (AssignTask("ag-t1", "ag-a", t + timedelta(minutes=5), t + timedelta(seconds=2)), ACME),
+        (SubmitTask("ag-t2", "echo", t), ACME),
+        (AssignTask("ag-t2", "ag-b", t + timedelta(minutes=5), t + timedelta(seconds=2)), ACME),
+        (StartTask("ag-t2", 1, t + timedelta(seconds=2)), ACME),
+        (CompleteTask("ag-t2", 1, t + timedelta(seconds=3)), ACME),  # b lets go
+        (SubmitTask("ag-t3", "echo", t), ACME),
+        (AssignTask("ag-t3", "ag-b", t + timedelta(seconds=9), t + timedelta(seconds=3)), ACME),
+        (TimeOutTask("ag-t3", t + timedelta(seconds=10)), ACME),
+        (DeadLetterTask("ag-t3", "stuck", t + timedelta(seconds=10)), ACME),
+        (RequeueTask("ag-t3", t + timedelta(seconds=11)), ACME),
+        (AssignTask("ag-t3", "ag-a", t + timedelta(minutes=5), t + timedelta(seconds=12)), ACME),
+        (MarkAgentFailed("ag-b", "out of memory", t + timedelta(seconds=13)), ACME),
+        (TakeAgentOffline("ag-c", t + timedelta(seconds=14), "maintenance"), GLOBEX),
+        (DeregisterAgent("ag-c", "retired", t + timedelta(seconds=15)), GLOBEX),
+    ]
+    for command, context in commands:
+        await send(store, command, context)
+    await caught_up(conn, store, daemon)
+
+    a, b, c = [await agent(conn, i) for i in ("ag-a", "ag-b", "ag-c")]
+    assert a is not None and b is not None and c is not None
+    assert (a.status, a.capabilities, a.tenant_id) == (AgentStatus.ONLINE, ("cpu", "gpu"), "acme")
+    assert a.current_task == "ag-t3"  # its latest assignment; t1 is still running too
+    assert (a.last_seen_at, a.registered_at) == (t + timedelta(seconds=1), t)
+    assert (b.status, b.status_reason, b.current_task) == (AgentStatus.FAILED, "out of memory", None)
+    assert b.last_seen_at == t + timedelta(seconds=13)
+    assert (c.status, c.status_reason, c.tenant_id) == (AgentStatus.DEREGISTERED, "retired", "globex")
+    assert await agent(conn, "nobody") is None
+
+    acme = await agents(conn, tenant_id="acme")
+    assert [r.agent_id for r in acme if r.agent_id.startswith("ag-")] == ["ag-a", "ag-b"]
+    online = await agents(conn, tenant_id="acme", status=AgentStatus.ONLINE)
+    assert [r.agent_id for r in online if r.agent_id.startswith("ag-")] == ["ag-a"]
+    first = await agents(conn, tenant_id="acme", limit=1)
+    assert [r.agent_id for r in await agents(conn, tenant_id="acme", after=first[-1].cursor)] == [
+        r.agent_id for r in acme[1:]
     ]
 
 
