@@ -1,7 +1,7 @@
 """`chronicle bench append`: Chronicle's appends and reads against raw asyncpg, same run, same table.
 
 The ceiling is what PostgreSQL does for a client that skips everything Chronicle adds
-(expected-version checks, idempotency, hash chain, group commit): COPY, a 100-row INSERT per
+(expected-version checks, idempotency, group commit): COPY, a 100-row INSERT per
 transaction, and one single-row INSERT per transaction at 1, 8 and 32 connections, all into
 the same `events` table with the same indexes. Figures are medians and percentiles over
 the run; the machine is shared and noisy, so compare the ratios.
@@ -35,23 +35,21 @@ COLUMNS = [
     "data",
     "metadata",
     "tenant_id",
-    "hash",
 ]
 INSERT_ONE = (
     "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata, "
-    "tenant_id, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    "tenant_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
 )
 INSERT_MANY = (
     "INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata, "
-    "tenant_id, hash) SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::smallint[], "
-    "$6::jsonb[], $7::jsonb[], $8::text[], $9::bytea[])"
+    "tenant_id) SELECT * FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::smallint[], "
+    "$6::jsonb[], $7::jsonb[], $8::text[])"
 )
 READ_PAGE = (
     "SELECT event_id, stream_id, stream_version, global_position, event_type, schema_version, data, "
     "metadata, tenant_id, recorded_at FROM events "
     "WHERE global_position >= $1 ORDER BY global_position LIMIT $2"
 )
-HASH = bytes(32)
 
 
 def payload(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -72,7 +70,7 @@ DATA, META = (orjson.dumps(p) for p in payload(0))
 
 
 def row(stream_id: str, version: int) -> tuple[Any, ...]:
-    return (uuid7(), stream_id, version, "TaskSubmitted", 1, DATA, META, "acme", HASH)
+    return (uuid7(), stream_id, version, "TaskSubmitted", 1, DATA, META, "acme")
 
 
 async def _for(duration: float, producers: int, step: Callable[[int], Awaitable[int]]) -> dict[str, Any]:

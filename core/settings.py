@@ -68,8 +68,22 @@ class Settings(BaseSettings):
         default_factory=TrainingSettings,
         description="a training run's defaults (CHRONICLE_TRAINING__EPOCHS, ...)",
     )
+    log_origin: str = Field(
+        default="chronicle.local/log",
+        pattern=r"^[!-~][ -~]*$",
+        description="the log's name in its signed checkpoints (C2SP origin); also the signing key's name",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="the checkpoint signing key (C2SP PRIVATE+KEY+... line); unset: DATA_DIR/signing.key, "
+        "created on first use",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing.key"
 
     @classmethod
     def defaults(cls) -> Settings:

@@ -52,8 +52,9 @@ FROM chronicle_import i JOIN streams s USING (stream_id)
 WHERE s.tenant_id IS DISTINCT FROM i.tenant_id LIMIT 1
 """
 
-# Same numbering, hash chain and stream bookkeeping as chronicle_append, set-based over the
-# staged chunk. Lines whose event id is already stored are skipped (a re-import).
+# Same numbering and stream bookkeeping as chronicle_append, set-based over the staged chunk
+# (the sealer chains and seals the events afterwards, as it does appended ones). Lines whose
+# event id is already stored are skipped (a re-import).
 _INSERT = """
 WITH fresh AS (
     SELECT i.* FROM chronicle_import i
@@ -61,30 +62,24 @@ WITH fresh AS (
 ),
 numbered AS (
     SELECT f.*, coalesce(s.version, 0)
-                + row_number() OVER (PARTITION BY f.stream_id ORDER BY f.seq) AS version,
-           coalesce(s.last_hash, '\\x'::bytea) AS seed
+                + row_number() OVER (PARTITION BY f.stream_id ORDER BY f.seq) AS version
     FROM fresh f LEFT JOIN streams s USING (stream_id)
 ),
 inserted AS (
     INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version,
-                        data, metadata, tenant_id, hash)
-    SELECT event_id, stream_id, version, event_type, schema_version, data, metadata, tenant_id,
-           chronicle_chain(seed, chronicle_canonical(event_id, stream_id, version::integer,
-               event_type, schema_version, tenant_id, now(), data, metadata))
-           OVER (PARTITION BY stream_id ORDER BY seq)
+                        data, metadata, tenant_id)
+    SELECT event_id, stream_id, version, event_type, schema_version, data, metadata, tenant_id
     FROM numbered ORDER BY seq
-    RETURNING stream_id, stream_version, hash, tenant_id
+    RETURNING stream_id, stream_version, tenant_id
 ),
 written AS (
-    SELECT stream_id, max(stream_version) AS version, min(tenant_id) AS tenant_id,
-           (array_agg(hash ORDER BY stream_version DESC))[1] AS last_hash
+    SELECT stream_id, max(stream_version) AS version, min(tenant_id) AS tenant_id
     FROM inserted GROUP BY stream_id
 ),
 upserted AS (
-    INSERT INTO streams AS s (stream_id, category, tenant_id, version, last_hash)
-    SELECT stream_id, split_part(stream_id, '-', 1), tenant_id, version, last_hash FROM written
-    ON CONFLICT (stream_id) DO UPDATE
-        SET version = EXCLUDED.version, last_hash = EXCLUDED.last_hash, updated_at = now()
+    INSERT INTO streams AS s (stream_id, category, tenant_id, version)
+    SELECT stream_id, split_part(stream_id, '-', 1), tenant_id, version FROM written
+    ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, updated_at = now()
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM chronicle_import)

@@ -43,29 +43,6 @@ async def test_database_refuses_changes_to_events(
         await conn.close()
 
 
-async def test_hash_chain_links_each_event_to_the_previous(store: EventStore, database_url: str) -> None:
-    """Each stored hash equals sha256(previous hash || canonical bytes), recomputed from the rows."""
-    s = stream()
-    await store.append(s, [ev(i=1), ev(i=2)])
-    await store.append(s, [ev(i=3)])
-    conn = await asyncpg.connect(database_url)
-    try:
-        rows = await conn.fetch(
-            """SELECT hash, chronicle_canonical(event_id, stream_id, stream_version, event_type,
-                                                schema_version, tenant_id, recorded_at, data, metadata) AS c
-               FROM events WHERE stream_id = $1 ORDER BY stream_version""",
-            s,
-        )
-        previous = b""
-        for row in rows:
-            expected = await conn.fetchval("SELECT sha256($1::bytea || $2::bytea)", previous, row["c"])
-            assert row["hash"] == expected
-            previous = row["hash"]
-        assert await conn.fetchval("SELECT last_hash FROM streams WHERE stream_id = $1", s) == previous
-    finally:
-        await conn.close()
-
-
 async def test_concurrent_appends_share_transactions(store: EventStore, database_url: str) -> None:
     """Group commit: 64 concurrent single-event appends commit in far fewer transactions."""
     streams = [stream() for _ in range(64)]
