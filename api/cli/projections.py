@@ -33,12 +33,14 @@ def run(
         int | None, typer.Option(help="serve Prometheus metrics (lag, apply delay) on this port")
     ] = None,
 ) -> None:
-    """Keep the read models current until interrupted; two daemons may run, each projection is
-    owned by one of them at a time."""
+    """Keep the read models current and seal the log (chains, Merkle tree, signed checkpoints)
+    until interrupted; two daemons may run, each projection is owned by one of them at a time."""
     from eventstore import EventStore
+    from eventstore.audit.keys import load_or_create
     from eventstore.migrate import upgrade
     from projections.catalog import PROJECTIONS
     from projections.runner.daemon import ProjectionDaemon
+    from projections.runner.sealing import SealerLoop
 
     async def work(settings: Settings, svc: Services) -> None:
         chosen = [_projection(name) for name in only] if only else list(PROJECTIONS)
@@ -47,8 +49,12 @@ def run(
 
             start_http_server(metrics_port)
         await upgrade(svc.database_url)
+        key = load_or_create(settings.signing_key_path, settings.log_origin)
         async with await EventStore.connect(svc.database_url, settings) as store:
-            daemon = ProjectionDaemon(store, svc.database_url, chosen, poll_interval=settings.poll_interval)
+            sealer = SealerLoop(store, svc.database_url, key, poll_interval=settings.poll_interval)
+            daemon = ProjectionDaemon(
+                store, svc.database_url, chosen, poll_interval=settings.poll_interval, sealer=sealer
+            )
             typer.echo(f"projections: {', '.join(p.name for p in chosen)} ({daemon.name})", err=True)
             await _until_signalled(daemon.run())
 

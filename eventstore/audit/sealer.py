@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.proofs import Checkpoint, leaf_hash, node_hash, range_nodes, sign_note
+from core.proofs import Checkpoint, leaf_hash, node_hash, range_nodes, range_root, sign_note
 from eventstore.audit.keys import SigningKey, register
-from eventstore.audit.tree import fetch_nodes, fold
+from eventstore.audit.tree import fetch_nodes
 
 __all__ = ["CHECKPOINT_EVERY_EVENTS", "CHECKPOINT_EVERY_S", "SEAL_LOCK", "Sealed", "seal_batch"]
 
@@ -61,6 +61,7 @@ class Sealed:
     events: int  # sealed by this batch
     size: int  # leaves in the tree after it
     checkpoint: Checkpoint | None  # signed by this batch, if it signed one
+    unsigned: int  # leaves no checkpoint covers yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,10 @@ async def seal_batch(
         size = head.size + len(rows)
         checkpoint = None
         if _due(head, size) or (checkpoint_now and size > head.checkpointed):
-            checkpoint = await _checkpoint(conn, key, size, fold([h for _, h in frontier]))
-        return Sealed(len(rows), size, checkpoint)
+            tree_head = range_root(0, size, lambda _: dict(frontier))
+            checkpoint = await _checkpoint(conn, key, size, tree_head)
+        unsigned = 0 if checkpoint is not None else size - head.checkpointed
+        return Sealed(len(rows), size, checkpoint, unsigned)
 
 
 async def _head(conn: asyncpg.Connection) -> _Head:

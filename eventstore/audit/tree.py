@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from core.proofs import Node, node_hash
+from core.proofs import Node
 
-__all__ = ["fetch_nodes", "fold"]
+__all__ = ["fetch_nodes"]
 
 NODES = """
 SELECT 0 AS level, leaf AS idx, leaf_hash AS hash FROM seals WHERE leaf = ANY($1::bigint[])
@@ -29,11 +29,3 @@ async def fetch_nodes(conn: asyncpg.Connection, nodes: Sequence[Node]) -> dict[N
         if node not in found:
             raise LookupError(f"the tree has no node {node} (level, index)")
     return found
-
-
-def fold(hashes: Sequence[bytes]) -> bytes:
-    """The root over complete subtrees given largest first (RFC 9162's MTH of their union)."""
-    result = hashes[-1]
-    for left in reversed(hashes[:-1]):
-        result = node_hash(left, result)
-    return result

@@ -37,6 +37,7 @@ from projections.runner.connection import Backoff, DedicatedConnection, as_outag
 from projections.runner.contract import Projection
 from projections.runner.metrics import BatchObserver, default_observer
 from projections.runner.rebuild import LEASE_CLASS, RebuildInProgress, lock_key, rebuild, retire
+from projections.runner.sealing import SealerLoop
 from projections.runner.worker import LiveLoop
 
 __all__ = ["ProjectionDaemon", "daemon_name"]
@@ -62,6 +63,7 @@ class ProjectionDaemon:
         poll_interval: float = 1.0,
         lease_interval: float = 1.0,
         name: str | None = None,
+        sealer: SealerLoop | None = None,
     ) -> None:
         names = [p.name for p in projections]
         assert len(set(names)) == len(names), f"projection names repeat: {names}"
@@ -75,6 +77,7 @@ class ProjectionDaemon:
         self._lease_interval = lease_interval
         self.name = name or daemon_name()
         self._owned: dict[str, asyncio.Task[None]] = {}
+        self._sealer = sealer
         self.failures: dict[str, ProjectionFailed] = {}
 
     @property
@@ -83,7 +86,19 @@ class ProjectionDaemon:
         return frozenset(self._owned)
 
     async def run(self) -> None:
-        """Own and run projections until cancelled."""
+        """Own and run projections (and seal the log, if given a sealer) until cancelled."""
+        if self._sealer is None:
+            await self._run()
+            return
+        sealing = asyncio.create_task(self._sealer.run(), name="sealer")
+        try:
+            await self._run()
+        finally:
+            sealing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sealing
+
+    async def _run(self) -> None:
         backoff = Backoff()
         lease = DedicatedConnection(self._url, self.name)
         try:
