@@ -118,7 +118,7 @@ def range_nodes(start: int, end: int) -> list[Node]:
 
 
 def range_root(start: int, end: int, lookup: Lookup) -> bytes:
-    """The hash of the leaves [start, end) from one lookup; ``range_root(0, n, ...)`` is a tree head."""
+    """The hash of the leaves [start, end) from one lookup; ``range_root(0, n, ...)`` is the root (n >= 1)."""
     nodes = range_nodes(start, end)
     return _fold(_pick(nodes, lookup(nodes)))
 

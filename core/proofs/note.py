@@ -92,6 +92,10 @@ def parse_verifier_key(text: str) -> Verifier:
     name, hash_hex, public_key = _parse_key(text)
     if key_hash(name, public_key) != int(hash_hex, 16):
         raise NoteError(f"verifier key {text!r}: the key ID does not match the name and key")
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError:
+        raise NoteError(f"verifier key {text!r} is not an Ed25519 public key") from None
     return Verifier(name, int(hash_hex, 16), public_key)
 
 
@@ -121,8 +125,9 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> tuple[str, list[str]]
     Raises NoteError if the note is malformed, if a known key's signature does not verify, or
     if no known key signed it. Signatures from unknown keys are ignored.
     """
+    _check_text(note)
     text, signatures = _split(note)
-    message = _check_text(note)[: len(text.encode())]
+    message = text.encode()
     known = _index(verifiers)
     names: list[str] = []
     for name, hashed, signature in signatures:
@@ -154,7 +159,7 @@ def _split(note: str) -> tuple[str, list[tuple[str, int, bytes]]]:
 def _signature(line: str) -> tuple[str, int, bytes]:
     name, _, encoded = line.removeprefix(SIGNATURE_PREFIX).partition(" ")
     raw = _b64decode(encoded)
-    if not line.startswith(SIGNATURE_PREFIX) or not _is_name(name) or raw is None or len(raw) < 5:
+    if not (line.startswith(SIGNATURE_PREFIX) and _is_name(name) and raw is not None and len(raw) > 4):
         raise NoteError(f"malformed signature line {line!r}")
     return name, int.from_bytes(raw[:4], "big"), raw[4:]
 
@@ -171,7 +176,7 @@ def _index(verifiers: Sequence[Verifier]) -> dict[tuple[str, int], Verifier]:
 
 def _parse_key(text: str) -> tuple[str, str, bytes]:
     """``name+hex8+base64(0x01 || 32 bytes)`` split and checked: the name, the hex ID and the key bytes."""
-    parts = text.split("+")
+    parts = text.split("+", 2)  # the base64 part may itself hold "+"
     raw = _b64decode(parts[2]) if len(parts) == 3 else None
     if raw is None or not _is_name(parts[0]) or not _is_hex8(parts[1]):
         raise NoteError(f"malformed key {text!r}")
