@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import audit, bench, demo, log, projections, replay, train
+from api.cli import audit, bench, demo, log, projections, proofs, replay, train
 
 __all__ = ["app"]
 
@@ -19,7 +19,9 @@ bench_app = typer.Typer(
 app.add_typer(bench_app, name="bench")
 projections_app = typer.Typer(help="Read models: the daemon that keeps them current, their status, rebuilds.")
 app.add_typer(projections_app, name="projections")
-audit_app = typer.Typer(help="Audit queries: who did what, when, under which tenant; exports.")
+audit_app = typer.Typer(
+    help="Audit queries and exports; proofs that the record was not altered, checked offline."
+)
 app.add_typer(audit_app, name="audit")
 
 app.command()(log.migrate)
@@ -40,3 +42,10 @@ projections_app.command("run")(projections.run)
 projections_app.command("status")(projections.status)
 projections_app.command("rebuild")(projections.rebuild)
 audit_app.command("query")(audit.query)
+audit_app.command("seal")(proofs.seal)
+audit_app.command("prove")(proofs.prove)
+audit_app.command("check")(proofs.check_proof)
+audit_app.command("verify")(proofs.verify)
+audit_app.command("checkpoint")(proofs.checkpoint)
+audit_app.command("public-key")(proofs.public_key)
+audit_app.command("rotate-key")(proofs.rotate_key)

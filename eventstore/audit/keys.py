@@ -66,6 +66,8 @@ def _new(path: Path, origin: str) -> SigningKey:
 def load(path: Path, origin: str) -> SigningKey:
     try:
         signer = parse_signer_key(path.read_text().strip())
+    except FileNotFoundError:
+        raise InvalidInput(f"no signing key at {path} (CHRONICLE_SIGNING_KEY_FILE)") from None
     except NoteError as exc:
         raise InvalidInput(f"signing key file {path}: {exc}") from None
     if signer.name != origin:
