@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from bench.common import drop_database, fresh_database, machine, summary
+from bench.sealing import sealing_figures
 from core.events import NewEvent, uuid7
 from core.settings import Settings
 from eventstore import EventStore
@@ -305,6 +306,16 @@ def _targets(r: dict[str, Any]) -> list[dict[str, Any]]:
             0.8,
         ),
         target(
+            "32 producers, single events: sealing on / off", r["sealing"]["single_32"]["on_over_off"], 0.9
+        ),
+        target("100-event appends: sealing on / off", r["sealing"]["hundred"]["on_over_off"], 0.9),
+        target(
+            "seal latency p99 ms (commit to sealed)",
+            max(r["sealing"][k]["seal_latency_p99_ms"] for k in ("single_32", "hundred")),
+            1000.0,
+            False,
+        ),
+        target(
             "read_all / raw sequential read",
             r["read_all"]["chronicle_events_per_s"] / r["read_all"]["raw_events_per_s"],
             0.7,
@@ -336,6 +347,14 @@ async def run(
                 ours[f"single_{n}"] = await chronicle_single(store, n, duration)
             ours["hundred"] = await chronicle_hundred(store, duration)
             result["chronicle"] = ours
+            result["sealing"] = await sealing_figures(
+                url,
+                store,
+                {
+                    "single_32": lambda: chronicle_single(store, 32, duration),
+                    "hundred": lambda: chronicle_hundred(store, duration),
+                },
+            )
             result["events_in_log"] = await fill_to(url, read_all_events)
             result["read_all"] = await read_all_pair(url, store, rounds=3)
             result["read_stream"] = await read_stream_pair(url, store, rounds=21)

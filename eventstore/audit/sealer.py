@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.proofs import Checkpoint, leaf_hash, node_hash, range_nodes, range_root, sign_note
+from core.proofs import Checkpoint, range_nodes, range_root, sign_note
 from eventstore.audit.keys import SigningKey, register
 from eventstore.audit.tree import fetch_nodes
 
@@ -136,21 +136,22 @@ async def _write(
     """Append ``rows`` as leaves ``size``, ``size + 1``, ...; ``frontier`` grows in place."""
     links = await _previous_links(conn, rows)
     seals, nodes = [], []
+    sha256 = hashlib.sha256  # leaf_hash and node_hash of core.proofs, inlined: this is the hot loop
     for leaf, row in enumerate(rows, start=size):
-        canonical: bytes = row["canonical"]
-        link = hashlib.sha256(links.get(row["stream_id"], b"") + canonical).digest()
-        links[row["stream_id"]] = link
-        hashed = leaf_hash(canonical)
-        seals.append((leaf, row["global_position"], hashed, link))
-        frontier.append(((0, leaf), hashed))
-        # Two neighbours of one level are siblings: merge them into their parent, as far up
-        # as the new leaf completes subtrees.
-        while len(frontier) > 1 and frontier[-1][0][0] == frontier[-2][0][0]:
-            (level, right_index), right = frontier.pop()
+        position, stream, canonical = row[0], row[1], row[3]
+        link = sha256(links.get(stream, b"") + canonical).digest()
+        links[stream] = link
+        node = sha256(b"\x00" + canonical).digest()
+        seals.append((leaf, position, node, link))
+        # The frontier spells ``leaf`` in binary, largest subtree first: the new leaf merges
+        # with one neighbour per trailing 1 bit of ``leaf`` (a trailing 0 bit of leaf + 1).
+        level, index = 0, leaf
+        for _ in range(((leaf + 1) & -(leaf + 1)).bit_length() - 1):
             _, left = frontier.pop()
-            parent = ((level + 1, right_index >> 1), node_hash(left, right))
-            frontier.append(parent)
-            nodes.append((parent[0][0], parent[0][1], parent[1]))
+            level, index = level + 1, index >> 1
+            node = sha256(b"\x01" + left + node).digest()
+            nodes.append((level, index, node))
+        frontier.append(((level, index), node))
     await conn.copy_records_to_table(
         "seals", records=seals, columns=["leaf", "global_position", "leaf_hash", "stream_hash"]
     )

@@ -10,8 +10,6 @@ commit together or not at all.
 
 from __future__ import annotations
 
-import structlog
-
 from core.errors import StoreUnavailable
 from eventstore import EventStore
 from eventstore.audit.keys import SigningKey
@@ -21,7 +19,6 @@ from projections.runner.connection import Backoff, DedicatedConnection, as_outag
 
 __all__ = ["SealerLoop"]
 
-log = structlog.get_logger(__name__)
 PENDING_WAKE_S = 0.25
 
 
@@ -55,8 +52,6 @@ class SealerLoop:
                     await backoff.pause(as_outage(exc, "sealer"), "sealer")
                     continue
                 backoff.reset()
-                if sealed is not None and sealed.checkpoint is not None:
-                    log.debug("sealer.checkpoint", size=sealed.size)
                 if sealed is not None and sealed.events == self._batch_size:
                     continue  # more waiting: no pause
                 pending = sealed is None or sealed.unsigned > 0

@@ -1,9 +1,10 @@
 """A projection daemon for a parent to SIGKILL at chosen moments.
 
 Run as ``python -m tests.reliability.projection_child URL``: every read model Chronicle has,
-plus a PositionLog that prints a line as it starts applying a batch and then holds the batch's
-transaction open for 10 ms. A parent that kills a few milliseconds after such a line hits the
-batch in flight, its commit, or what follows it, as the delay it picks decides.
+the sealer (its key in ``CHRONICLE_SIGNING_KEY_FILE``), and a PositionLog that prints a line
+as it starts applying a batch and then holds the batch's transaction open for 10 ms. A parent
+that kills a few milliseconds after such a line hits the batch in flight, its commit, or what
+follows it, as the delay it picks decides.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import asyncpg
 from core.events import RecordedEvent
 from core.settings import Settings
 from eventstore import EventStore
+from eventstore.audit.keys import load_or_create
 from projections.catalog import PROJECTIONS
 from projections.runner.daemon import ProjectionDaemon
+from projections.runner.sealing import SealerLoop
 from tests.projection_kit import PositionLog
 
 POSITION_LOG = PositionLog("killed_log", pause_s=0.01)
@@ -44,7 +47,9 @@ class QuietObserver:
 
 
 async def main(url: str) -> None:
-    async with await EventStore.connect(url, Settings(poll_interval=0.1)) as store:
+    settings = Settings(poll_interval=0.1)
+    key = load_or_create(settings.signing_key_path, settings.log_origin)
+    async with await EventStore.connect(url, settings) as store:
         daemon = ProjectionDaemon(
             store,
             url,
@@ -54,6 +59,7 @@ async def main(url: str) -> None:
             rebuild_batch_size=500,
             poll_interval=0.1,
             lease_interval=0.2,
+            sealer=SealerLoop(store, url, key, batch_size=300, poll_interval=0.1),
         )
         await daemon.run()
 
