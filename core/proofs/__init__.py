@@ -13,6 +13,7 @@ from core.proofs.checkpoint import Checkpoint, parse_checkpoint
 from core.proofs.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
+    Frontier,
     Lookup,
     Node,
     Range,
@@ -47,6 +48,7 @@ __all__ = [
     "HASH_SIZE",
     "Checked",
     "Checkpoint",
+    "Frontier",
     "Lookup",
     "Node",
     "NoteError",

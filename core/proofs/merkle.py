@@ -27,6 +27,7 @@ from typing import TypeAlias, TypeGuard
 __all__ = [
     "EMPTY_ROOT",
     "HASH_SIZE",
+    "Frontier",
     "Lookup",
     "Node",
     "Range",
@@ -72,21 +73,38 @@ class Range:
 
 
 def root(leaf_hashes: Sequence[bytes]) -> bytes:
-    """MTH(D[n]) of RFC 9162 2.1.1, in one pass with O(log n) memory.
-
-    The stack holds the complete subtrees of the prefix seen so far, largest first; two equal
-    neighbours merge. At the end it holds exactly ``range_nodes(0, n)``, folded from the right.
-    """
-    if not leaf_hashes:
-        return EMPTY_ROOT
-    stack: list[tuple[int, bytes]] = []
+    """MTH(D[n]) of RFC 9162 2.1.1, in one pass with O(log n) memory."""
+    tree = Frontier()
     for hashed in leaf_hashes:
-        level = 0
-        while stack and stack[-1][0] == level:
-            hashed = node_hash(stack.pop()[1], hashed)
-            level += 1
-        stack.append((level, hashed))
-    return _fold([hashed for _, hashed in stack])
+        tree.append(hashed)
+    return tree.root()
+
+
+class Frontier:
+    """The right edge of a growing tree: the complete subtrees that make up its leaves, largest
+    first (exactly ``range_nodes(0, size)``). Appending a leaf merges it with one neighbour per
+    trailing 1 bit of the old size; the tree head is the subtrees folded from the right. The
+    sealer grows the stored tree with it, the verifier a recomputed one.
+    """
+
+    def __init__(self, nodes: Iterable[tuple[Node, bytes]] = ()) -> None:
+        self.nodes: list[tuple[Node, bytes]] = list(nodes)
+        self.size = sum(1 << level for (level, _), _ in self.nodes)
+
+    def append(self, leaf: bytes) -> list[tuple[Node, bytes]]:
+        """Add a leaf hash; the complete subtree nodes above the leaves it finishes, lowest first."""
+        finished = []
+        level, index, hashed = 0, self.size, leaf
+        for _ in range(((self.size + 1) & -(self.size + 1)).bit_length() - 1):
+            left = self.nodes.pop()[1]
+            level, index, hashed = level + 1, index >> 1, node_hash(left, hashed)
+            finished.append(((level, index), hashed))
+        self.nodes.append(((level, index), hashed))
+        self.size += 1
+        return finished
+
+    def root(self) -> bytes:
+        return _fold([hashed for _, hashed in self.nodes]) if self.nodes else EMPTY_ROOT
 
 
 def complete_nodes(leaf_hashes: Sequence[bytes]) -> dict[Node, bytes]:

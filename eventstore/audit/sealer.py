@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from core.proofs import Checkpoint, range_nodes, range_root, sign_note
+from core.proofs import Checkpoint, Frontier, leaf_hash, range_nodes, sign_note
 from eventstore.audit.keys import SigningKey, register
 from eventstore.audit.tree import fetch_nodes
 
@@ -87,12 +87,11 @@ async def seal_batch(
         rows = await conn.fetch(EVENTS_AFTER, head.position, limit)
         frontier = await _frontier(conn, head.size)
         if rows:
-            await _write(conn, head.size, rows, frontier)
+            await _write(conn, rows, frontier)
         size = head.size + len(rows)
         checkpoint = None
         if _due(head, size) or (checkpoint_now and size > head.checkpointed):
-            tree_head = range_root(0, size, lambda _: dict(frontier))
-            checkpoint = await _checkpoint(conn, key, size, tree_head)
+            checkpoint = await _checkpoint(conn, key, size, frontier.root())
         unsigned = 0 if checkpoint is not None else size - head.checkpointed
         return Sealed(len(rows), size, checkpoint, unsigned)
 
@@ -118,40 +117,27 @@ def _due(head: _Head, size: int) -> bool:
     return head.checkpoint_age >= CHECKPOINT_EVERY_S
 
 
-async def _frontier(conn: asyncpg.Connection, size: int) -> list[tuple[tuple[int, int], bytes]]:
-    """The complete subtrees that make up the tree of ``size`` leaves, largest first."""
+async def _frontier(conn: asyncpg.Connection, size: int) -> Frontier:
+    """The stored tree of ``size`` leaves, as its right edge."""
     if size == 0:
-        return []
+        return Frontier()
     nodes = range_nodes(0, size)
     found = await fetch_nodes(conn, nodes)
-    return [(node, found[node]) for node in nodes]
+    return Frontier((node, found[node]) for node in nodes)
 
 
-async def _write(
-    conn: asyncpg.Connection,
-    size: int,
-    rows: Sequence[asyncpg.Record],
-    frontier: list[tuple[tuple[int, int], bytes]],
-) -> None:
-    """Append ``rows`` as leaves ``size``, ``size + 1``, ...; ``frontier`` grows in place."""
+async def _write(conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], frontier: Frontier) -> None:
+    """Append ``rows`` as the next leaves; ``frontier`` grows with them."""
     links = await _previous_links(conn, rows)
-    seals, nodes = [], []
-    sha256 = hashlib.sha256  # leaf_hash and node_hash of core.proofs, inlined: this is the hot loop
-    for leaf, row in enumerate(rows, start=size):
+    seals: list[tuple[int, int, bytes, bytes]] = []
+    nodes: list[tuple[int, int, bytes]] = []
+    for leaf, row in enumerate(rows, start=frontier.size):
         position, stream, canonical = row[0], row[1], row[3]
-        link = sha256(links.get(stream, b"") + canonical).digest()
+        link = hashlib.sha256(links.get(stream, b"") + canonical).digest()
         links[stream] = link
-        node = sha256(b"\x00" + canonical).digest()
-        seals.append((leaf, position, node, link))
-        # The frontier spells ``leaf`` in binary, largest subtree first: the new leaf merges
-        # with one neighbour per trailing 1 bit of ``leaf`` (a trailing 0 bit of leaf + 1).
-        level, index = 0, leaf
-        for _ in range(((leaf + 1) & -(leaf + 1)).bit_length() - 1):
-            _, left = frontier.pop()
-            level, index = level + 1, index >> 1
-            node = sha256(b"\x01" + left + node).digest()
-            nodes.append((level, index, node))
-        frontier.append(((level, index), node))
+        hashed = leaf_hash(canonical)
+        seals.append((leaf, position, hashed, link))
+        nodes.extend((level, index, h) for (level, index), h in frontier.append(hashed))
     await conn.copy_records_to_table(
         "seals", records=seals, columns=["leaf", "global_position", "leaf_hash", "stream_hash"]
     )

@@ -30,10 +30,10 @@ import asyncpg
 
 from core.proofs import (
     Checkpoint,
+    Frontier,
     NoteError,
     Verifier,
     leaf_hash,
-    node_hash,
     open_note,
     parse_checkpoint,
     verify_inclusion,
@@ -98,11 +98,13 @@ class Report:
 class _Walk:
     """The state of one walk in log order: chain heads, the tree's frontier, the checkpoints due."""
 
-    def __init__(self, report: Report, checkpoints: dict[int, tuple[bytes, str]]) -> None:
+    def __init__(self, report: Report, checkpoints: dict[int, tuple[bytes, str]] | None) -> None:
+        """``checkpoints`` None: one stream's walk, whose leaves are not contiguous, so neither
+        their numbering nor the tree can be checked from it."""
         self.report = report
         self.links: dict[str, tuple[int, bytes]] = {}
-        self.frontier: list[tuple[int, bytes]] = []  # (level, hash), largest first
-        self.leaves = 0
+        self.tree = Frontier()  # recomputed from the events
+        self.leaves = 0  # the next leaf number expected, deleted events included
         self.checkpoints = checkpoints
         self.unsealed: list[asyncpg.Record] = []
 
@@ -122,7 +124,7 @@ class _Walk:
         report.sealed += 1
         canonical: bytes = row["canonical"]
         hashed = leaf_hash(canonical)
-        if row["leaf"] != self.leaves:
+        if self.checkpoints is not None and row["leaf"] != self.leaves:
             report.broke(
                 row["position"], row["stream_id"], f"sealed as leaf {row['leaf']}, expected {self.leaves}"
             )
@@ -144,33 +146,23 @@ class _Walk:
         self.links[stream] = (row["stream_version"], link)
 
     def _grow(self, hashed: bytes) -> None:
-        self.frontier.append((0, hashed))
-        while len(self.frontier) > 1 and self.frontier[-1][0] == self.frontier[-2][0]:
-            level, right = self.frontier.pop()
-            _, left = self.frontier.pop()
-            self.frontier.append((level + 1, node_hash(left, right)))
         self.leaves += 1
-        if self.leaves in self.checkpoints:
-            signed, origin = self.checkpoints.pop(self.leaves)
+        if self.checkpoints is None:
+            return
+        self.tree.append(hashed)
+        if self.tree.size in self.checkpoints:
+            signed, origin = self.checkpoints.pop(self.tree.size)
             self.report.checkpoints_checked += 1
-            if self.root() != signed:
-                self.report.broke(
-                    -1,
-                    None,
-                    f"the log's first {self.leaves} events differ from checkpoint {origin}/{self.leaves}",
-                )
-
-    def root(self) -> bytes:
-        result = self.frontier[-1][1]
-        for _, left in reversed(self.frontier[:-1]):
-            result = node_hash(left, result)
-        return result
+            if self.tree.root() != signed:
+                size = self.tree.size
+                what = f"the log's first {size} events differ from checkpoint {origin}/{size}"
+                self.report.broke(None, None, what)
 
     def finish(self) -> None:
         self.report.unsealed = len(self.unsealed)
         if self.unsealed:
             self.report.oldest_unsealed = self.unsealed[0]["recorded_at"]
-        for size in sorted(self.checkpoints):
+        for size in sorted(self.checkpoints or ()):
             self.report.broke(None, None, f"checkpoint of {size} events, but only {self.leaves} are sealed")
 
 
@@ -227,10 +219,8 @@ async def verify_stream(conn: asyncpg.Connection, stream_id: str, verifiers: Seq
                 checkpoint = parse_checkpoint(open_note(latest, verifiers)[0])
             except NoteError as exc:
                 report.broke(None, None, f"the latest checkpoint's signature does not verify: {exc}")
-        walk = _Walk(report, {})
+        walk = _Walk(report, None)
         for row in await conn.fetch(STREAM, stream_id):
-            if row["leaf"] is not None:
-                walk.leaves = row["leaf"]  # one stream's leaves are not contiguous
             walk.row(row)
             covered = checkpoint is not None and row["leaf"] is not None and row["leaf"] < checkpoint.size
             if covered and checkpoint is not None:
@@ -239,6 +229,5 @@ async def verify_stream(conn: asyncpg.Connection, stream_id: str, verifiers: Seq
                     leaf_hash(row["canonical"]), row["leaf"], checkpoint.size, path, checkpoint.root
                 ):
                     report.broke(row["position"], stream_id, "not included in the latest signed checkpoint")
-        walk.frontier.clear()
         walk.finish()
     return report
