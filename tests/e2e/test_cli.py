@@ -121,13 +121,16 @@ def test_unreachable_database_is_one_line_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_bench_append_prints_every_figure(cli_env: dict[str, str]) -> None:
-    """`chronicle bench append --json` prints ceilings, Chronicle's figures and every target."""
+    """`chronicle bench append --json` prints ceilings, Chronicle's figures with sealing off and
+    on, and every target."""
     out = chronicle("bench", "append", "--json", "--duration", "0.3", "--events", "20000", env=cli_env).stdout
     result = json.loads(out)
     assert {"copy", "single_1", "single_8", "single_32", "hundred"} <= result["ceiling"].keys()
     assert {"single_1", "single_8", "single_32", "hundred"} <= result["chronicle"].keys()
     assert result["chronicle"]["single_32"]["events_per_s"] > 0
-    assert len(result["targets"]) == 5
+    assert {"single_32", "hundred"} <= result["sealing"].keys()
+    assert result["sealing"]["hundred"]["on_events_per_s"] > 0
+    assert len(result["targets"]) == 8  # the five before, two for sealing's cost, one for its latency
     assert result["machine"]["postgres"]["fsync"] == "on"
 
 
