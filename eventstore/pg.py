@@ -165,6 +165,10 @@ async def connect(database_url: str, *, application_name: str | None = None) -> 
         if conn is not None:
             conn.terminate()
         raise translate(exc, "connect") from exc
+    except BaseException:  # cancelled while setting the codecs up: nobody else can close it
+        if conn is not None:
+            conn.terminate()
+        raise
     return conn
 
 
@@ -174,3 +178,6 @@ async def close_connection(conn: asyncpg.Connection) -> None:
         await conn.close(timeout=5)
     except DRIVER_ERRORS:
         conn.terminate()
+    except BaseException:  # cancelled half-way through the goodbye
+        conn.terminate()
+        raise

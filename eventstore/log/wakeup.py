@@ -62,8 +62,15 @@ class Listener:
                 return
             try:
                 conn = await connect(self._url)
-                await conn.add_listener(CHANNEL, self._on_notify)
             except Exception as exc:  # polling covers for a missing listener
+                log.warning("listener.unavailable", error=str(exc))
+                return
+            try:
+                await conn.add_listener(CHANNEL, self._on_notify)
+            except BaseException as exc:  # failed or cancelled: nobody else holds it to close it
+                conn.terminate()
+                if not isinstance(exc, Exception):
+                    raise
                 log.warning("listener.unavailable", error=str(exc))
                 return
             self._conn = conn

@@ -48,7 +48,11 @@ class DedicatedConnection:
         """The connection, opened if needed; raises StoreUnavailable if the server is away."""
         if self._conn is None or self._conn.is_closed():
             conn = await connect(self._url, application_name=self._name)
-            await conn.execute(CUSTOM_PLANS)
+            try:
+                await conn.execute(CUSTOM_PLANS)
+            except BaseException:  # cancelled or failed: nobody else holds it to close it
+                conn.terminate()
+                raise
             self._conn = conn
         return self._conn
 
