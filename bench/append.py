@@ -20,6 +20,7 @@ import orjson
 
 from bench.common import drop_database, fresh_database, machine, summary
 from bench.sealing import sealing_figures
+from bench.tenancy import tenancy_figures
 from core.events import NewEvent, uuid7
 from core.settings import Settings
 from eventstore import EventStore
@@ -259,6 +260,7 @@ async def read_stream_pair(url: str, store: EventStore, rounds: int) -> dict[str
         await conn.close()
     raw_ms, our_ms, decoded_ms = timings["raw"], timings["ours"], timings["decoded"]
     return {
+        "stream_id": stream_id,
         "raw_p50_ms": _median(raw_ms),
         "chronicle_p50_ms": _median(our_ms),
         "chronicle_decoded_p50_ms": _median(decoded_ms),
@@ -358,6 +360,9 @@ async def run(
             result["events_in_log"] = await fill_to(url, read_all_events)
             result["read_all"] = await read_all_pair(url, store, rounds=3)
             result["read_stream"] = await read_stream_pair(url, store, rounds=21)
+            result["row_level_security"] = await tenancy_figures(
+                url, result["read_stream"]["stream_id"], seconds=min(duration, 2.0)
+            )
         result["targets"] = _targets(result)
         return result
     finally:

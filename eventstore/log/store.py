@@ -37,6 +37,7 @@ from eventstore.pg import (
     is_connection_error,
     translate,
 )
+from eventstore.tenancy import TenantReader
 
 __all__ = ["EventStore"]
 
@@ -324,6 +325,10 @@ class EventStore:
         """The highest committed global position (0 for an empty log)."""
         rows = await self._fetch("SELECT coalesce(max(global_position), 0) FROM events")
         return int(rows[0][0])
+
+    def as_tenant(self, tenant_id: str) -> TenantReader:
+        """Reads as ``tenant_id`` under row-level security: only that tenant's events show."""
+        return TenantReader(self._pool, tenant_id)
 
     async def _fetch(self, sql: str, *args: Any) -> list[Any]:
         if self._closed:

@@ -130,6 +130,7 @@ def test_bench_append_prints_every_figure(cli_env: dict[str, str]) -> None:
     assert result["chronicle"]["single_32"]["events_per_s"] > 0
     assert {"single_32", "hundred"} <= result["sealing"].keys()
     assert result["sealing"]["hundred"]["on_events_per_s"] > 0
+    assert result["row_level_security"]["read_all"]["tenant_over_owner"] > 0
     assert len(result["targets"]) == 8  # the five before, two for sealing's cost, one for its latency
     assert result["machine"]["postgres"]["fsync"] == "on"
 
