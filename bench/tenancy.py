@@ -84,8 +84,8 @@ async def _alternate(measure: Callable[[bool], Awaitable[float]], rounds: int = 
     """Median of owner and tenant rates, alternating which goes first."""
     rates: dict[bool, list[float]] = {False: [], True: []}
     for round_ in range(rounds):
-        for tenant in (False, True) if round_ % 2 == 0 else (True, False):
-            rates[tenant].append(await measure(tenant))
+        for as_tenant_ in (False, True) if round_ % 2 == 0 else (True, False):
+            rates[as_tenant_].append(await measure(as_tenant_))
     owner, tenant = (sorted(rates[k])[rounds // 2] for k in (False, True))
     return {
         "owner_per_s": round(owner),

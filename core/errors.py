@@ -32,6 +32,7 @@ __all__ = [
     "InvalidExpectedVersion",
     "InvalidInput",
     "InvalidStreamId",
+    "KeyUnavailable",
     "RetriableError",
     "SchemaNotAtHead",
     "StoreClosed",
@@ -160,6 +161,11 @@ class AppendOutcomeUnknown(RetriableError):
 
 class StoreClosed(ChronicleError):
     """The event store was closed."""
+
+
+class KeyUnavailable(ChronicleError):
+    """A key Chronicle needs is not where the settings say: a master key file that wraps data
+    keys in use, or a data key the database does not know. Never shown as a redaction."""
 
 
 class SchemaNotAtHead(ChronicleError):

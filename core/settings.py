@@ -78,12 +78,21 @@ class Settings(BaseSettings):
         description="the checkpoint signing key (C2SP PRIVATE+KEY+... line); unset: DATA_DIR/signing.key, "
         "created on first use",
     )
+    master_key_dir: Path | None = Field(
+        default=None,
+        description="the directory of the master keys that wrap personal data keys; unset: "
+        "DATA_DIR/master-keys, created on first use. Every process of one database needs the same keys",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing.key"
+
+    @property
+    def master_key_path(self) -> Path:
+        return self.master_key_dir or self.data_dir / "master-keys"
 
     @classmethod
     def defaults(cls) -> Settings:

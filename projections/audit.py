@@ -59,6 +59,7 @@ from core.events import RecordedEvent, check_event_type, check_stream_id
 from eventstore.log.bulk import event_json
 from eventstore.log.reads import COLUMNS
 from eventstore.pg import DRIVER_ERRORS, translate
+from eventstore.privacy import Privacy
 
 __all__ = [
     "CSV_COLUMNS",
@@ -324,11 +325,14 @@ async def query(
     *,
     cursor: str | None = None,
     limit: int = 100,
+    privacy: Privacy | None = None,
 ) -> AuditPage:
     """The first ``limit`` events matching ``flt``, or the next ones after ``cursor``.
 
     Raises InvalidInput (a bad limit; InvalidCursor for a cursor that is malformed or belongs
-    to another filter), AuditIndexNotBuilt, and StoreUnavailable or StorageError.
+    to another filter), AuditIndexNotBuilt, and StoreUnavailable or StorageError. With
+    ``privacy``, personal fields read as their values or redaction markers; without, as stored
+    (sealed envelopes).
     """
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
@@ -336,6 +340,8 @@ async def query(
     events = await _fetch(conn, flt, after, _LAST, limit + 1)
     if not events:
         await _require_index(conn)
+    if privacy is not None:
+        events = await privacy.open(events)
     page = tuple(events[:limit])
     last = page[-1].global_position if page else after
     return AuditPage(page, _encode_cursor(flt, last), len(events) > limit)
@@ -408,6 +414,7 @@ async def export(
     limit: int | None = None,
     page_size: int = 1000,
     progress: Progress | None = None,
+    privacy: Privacy | None = None,
 ) -> Exported:
     """Write the events matching ``flt`` (after ``cursor``) to ``sink``, at most ``limit``.
 
@@ -425,7 +432,7 @@ async def export(
     while limit is None or written < limit:
         size = page_size if limit is None else min(page_size, limit - written)
         events = await _fetch(conn, flt, after, through, size)
-        for event in events:
+        for event in await privacy.open(events) if privacy is not None else events:
             write(event)
         written += len(events)
         after = events[-1].global_position if events else after

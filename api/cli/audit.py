@@ -27,6 +27,7 @@ from core.errors import InvalidInput
 from core.events import RecordedEvent
 from core.settings import Settings
 from eventstore.embedded import Services
+from eventstore.privacy import Privacy
 from projections import audit
 from projections.audit import AuditFilter, Exported, ExportFormat
 
@@ -83,14 +84,16 @@ def query(
         )
         flt = given if given != AuditFilter() or cursor is None else None
         conn = await connect(svc.database_url, application_name="chronicle audit query")
+        privacy = await Privacy.connect(svc.database_url, settings)
         try:
             if out is not None:
-                done = await _export(conn, out, ExportFormat(fmt), flt, cursor, limit)
+                done = await _export(conn, out, ExportFormat(fmt), flt, cursor, limit, privacy)
                 typer.echo(f"exported {done.events} events to {out}", err=True)
                 typer.echo(f"next cursor: {done.cursor}", err=True)
                 return
-            await _page(conn, fmt, flt, cursor, limit)
+            await _page(conn, fmt, flt, cursor, limit, privacy)
         finally:
+            await privacy.close()
             await close_connection(conn)
 
     run_with_services(work)
@@ -120,9 +123,14 @@ def _format(given: str | None, out: Path | None) -> str:
 
 
 async def _page(
-    conn: asyncpg.Connection, fmt: str, flt: AuditFilter | None, cursor: str | None, limit: int | None
+    conn: asyncpg.Connection,
+    fmt: str,
+    flt: AuditFilter | None,
+    cursor: str | None,
+    limit: int | None,
+    privacy: Privacy,
 ) -> None:
-    page = await audit.query(conn, flt, cursor=cursor, limit=limit or 100)
+    page = await audit.query(conn, flt, cursor=cursor, limit=limit or 100, privacy=privacy)
     if fmt == "table":
         Console(width=max(Console().width, 140)).print(_table(page.events))
     else:
@@ -158,13 +166,16 @@ async def _export(
     flt: AuditFilter | None,
     cursor: str | None,
     limit: int | None,
+    privacy: Privacy,
 ) -> Exported:
     """Export into a hidden file beside ``out`` and rename it into place once complete, so a
     failure (bad input found late, the database gone) leaves no file, or the old one, behind."""
     partial = out.with_name(f".{out.name}.partial")
     try:
         with partial.open("w", encoding="utf-8", newline="") as sink, _progress_bar() as report:
-            done = await audit.export(conn, sink, fmt, flt, cursor=cursor, limit=limit, progress=report)
+            done = await audit.export(
+                conn, sink, fmt, flt, cursor=cursor, limit=limit, progress=report, privacy=privacy
+            )
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)

@@ -16,7 +16,9 @@ read with ``lenient=True`` and get an ``UnknownEvent`` holding the raw payload i
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal, overload
 from uuid import UUID
@@ -30,6 +32,7 @@ from core.domain.errors import (
 )
 from core.domain.serialization import decoder_of, from_json_value, to_json_value
 from core.events import NewEvent, RecordedEvent
+from core.privacy import Personal
 
 __all__ = ["DomainEvent", "EventRegistry", "UnknownEvent", "Upcaster"]
 
@@ -41,6 +44,8 @@ class DomainEvent:
 
     TYPE: ClassVar[str]
     SCHEMA_VERSION: ClassVar[int]
+    # Personal fields and their subject's field (core.privacy): sealed on append, forgettable.
+    PERSONAL: ClassVar[Personal | None] = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,13 +70,14 @@ class Upcaster:
 class EventRegistry:
     """The contracts a process can read and write. Immutable once built."""
 
-    __slots__ = ("_current", "_decoders", "_upcasters")
+    __slots__ = ("_current", "_decoders", "_personal", "_upcasters")
 
     def __init__(self, contracts: Iterable[type[DomainEvent]], upcasters: Iterable[Upcaster] = ()) -> None:
         self._current: dict[str, type[DomainEvent]] = {}
         self._upcasters: dict[tuple[str, int], Upcaster] = {}
         # type -> (current version, compiled decoder): what ``read`` needs, in one lookup
         self._decoders: dict[str, tuple[int, Callable[[Any], DomainEvent]]] = {}
+        self._personal: dict[str, Personal] = {}
         for contract in contracts:
             self._add_contract(contract)
         for upcaster in upcasters:
@@ -87,6 +93,9 @@ class EventRegistry:
             raise ValueError(f"event type {contract.TYPE!r} is registered twice")
         self._current[contract.TYPE] = contract
         self._decoders[contract.TYPE] = (contract.SCHEMA_VERSION, decoder_of(contract))
+        if contract.PERSONAL is not None:
+            _check_personal(contract, contract.PERSONAL)
+            self._personal[contract.TYPE] = contract.PERSONAL
 
     def _add_upcaster(self, upcaster: Upcaster) -> None:
         contract = self._current.get(upcaster.type)
@@ -112,6 +121,11 @@ class EventRegistry:
     @property
     def types(self) -> frozenset[str]:
         return frozenset(self._current)
+
+    @property
+    def personal(self) -> Mapping[str, Personal]:
+        """Event type -> its personal fields, for every contract that has any."""
+        return dict(self._personal)
 
     def contract(self, event_type: str) -> type[DomainEvent]:
         """The current type for ``event_type``; raises UnknownEventType."""
@@ -218,3 +232,16 @@ def _run_upcaster(upcaster: Upcaster, data: Mapping[str, Any]) -> Mapping[str, A
         return upcaster.upcast(data)
     except (KeyError, TypeError, ValueError) as exc:
         raise MalformedEvent(upcaster.type, upcaster.from_version, f"upcaster failed: {exc!r}") from exc
+
+
+def _check_personal(contract: type[DomainEvent], personal: Personal) -> None:
+    """A personal field is a str or a mapping (so a redaction marker fits it), and the subject
+    is a str field of the same contract."""
+    hints = typing.get_type_hints(contract)
+    name = contract.__qualname__
+    if hints.get(personal.subject) is not str:
+        raise TypeError(f"{name}: the personal data's subject {personal.subject!r} must be a str field")
+    for field in personal.fields:
+        hint = hints.get(field)
+        if hint is not str and typing.get_origin(hint) not in (dict, collections.abc.Mapping):
+            raise TypeError(f"{name}: personal field {field!r} must be a str or a mapping, not {hint!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -37,6 +38,7 @@ from eventstore.pg import (
     is_connection_error,
     translate,
 )
+from eventstore.privacy import MasterKeyFiles, Privacy, SubjectKeys
 from eventstore.tenancy import TenantReader
 
 __all__ = ["EventStore"]
@@ -64,6 +66,7 @@ class EventStore:
         self._writer: asyncpg.Connection | None = None
         self._commit = GroupCommit(self._flush, settings.max_batch_events)
         self._closed = False
+        self.privacy = Privacy(SubjectKeys(pool, MasterKeyFiles(settings.master_key_path)))
 
     @classmethod
     async def connect(
@@ -121,11 +124,20 @@ class EventStore:
         Raises WrongExpectedVersion on a conflict and stores nothing. Retrying the same events
         (same ids) after any failure is safe: an append that did commit returns its result.
         """
+        if self.privacy.concerns(events):
+            events = await self.privacy.seal(events)
         encoded = encode_append(stream_id, events, expected_version, self._settings.max_event_bytes)
         return (await self._submit((encoded,)))[0]
 
     async def append_multi(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: all commit, or none does."""
+        if any(self.privacy.concerns(a.events) for a in appends):
+            appends = [
+                dataclasses.replace(a, events=await self.privacy.seal(a.events))
+                if self.privacy.concerns(a.events)
+                else a
+                for a in appends
+            ]
         encoded = encode_multi(appends, self._settings.max_event_bytes)
         return await self._submit(encoded)
 
@@ -216,7 +228,7 @@ class EventStore:
         check_stream_id(stream_id)
         last = to_version if to_version is not None else 2**31 - 1  # 0 is an empty range, not "no bound"
         rows = await self._fetch(read_stream_sql(backwards), stream_id, from_version, last)
-        return [RecordedEvent(*row) for row in rows]
+        return await self.privacy.open([RecordedEvent(*row) for row in rows])
 
     async def read_all(
         self,
@@ -304,7 +316,7 @@ class EventStore:
             rows = await self._fetch(sql, *args)
         except StoreClosed:
             return []
-        return [RecordedEvent(*row) for row in rows]
+        return await self.privacy.open([RecordedEvent(*row) for row in rows])
 
     async def read_event(self, event_id: UUID) -> RecordedEvent | None:
         """The stored event with this id, or None (one probe of the unique event_id index).
@@ -313,7 +325,7 @@ class EventStore:
         the events a retried command may already have appended.
         """
         rows = await self._fetch(_READ_EVENT, event_id)
-        return RecordedEvent(*rows[0]) if rows else None
+        return (await self.privacy.open([RecordedEvent(*rows[0])]))[0] if rows else None
 
     async def stream_version(self, stream_id: str) -> int:
         """The stream's current version; 0 when it does not exist."""

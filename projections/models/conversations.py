@@ -7,6 +7,8 @@ history lives. ``MessageSent`` makes the row (sender, recipient, body, and the m
 correlation and causation ids, which say which exchange it belongs to and what it answers;
 the tenant is the event's); ``MessageDelivered`` and ``MessageAcknowledged`` stamp their times
 on it. A delivery or acknowledgement of a message this generation never saw sent is ignored.
+A ``SubjectForgotten`` replaces the body of every message its subject sent before it with the
+redaction marker, as a replay of those messages now shows them (``core.privacy``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import orjson
 
 from core.domain.conversation.events import MessageAcknowledged, MessageDelivered, MessageSent
 from core.domain.registry import DOMAIN_EVENTS
+from core.domain.subject import SubjectForgotten
 from core.events import RecordedEvent
+from core.privacy import REDACTED_JSON
 from projections.models.pages import fetch_page
 from projections.models.rows import Row, RowTable, touched
 
@@ -52,24 +56,56 @@ Key = tuple[str, int]
 
 class Conversations:
     name = "conversations"
-    version = 1
-    categories = ("conversation",)
+    version = 2  # 2: scrubs a forgotten subject's bodies
+    categories = ("conversation", "subject")
     tables = (TABLE.name,)
 
     async def apply(self, conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]) -> None:
-        stamped = [_key_of(e.data) for e in events if e.type in _STAMPS]
-        rows = await TABLE.fetch(
-            conn,
-            generation,
-            "(conversation_id, sequence) IN (SELECT * FROM unnest($2::text[], $3::int[]))",
-            [k[0] for k in stamped],
-            [k[1] for k in stamped],
-        )
-        changed: list[Key] = []
+        # A SubjectForgotten scrubs the rows written before it, so the batch is applied in
+        # segments split at each one: a message the subject sends after being forgotten (under
+        # a new key) is not scrubbed.
+        segment: list[RecordedEvent] = []
         for recorded in events:
-            if recorded.type in _TYPES and (key := _fold(rows, recorded)) is not None:
-                changed.append(key)
-        await TABLE.upsert(conn, generation, touched(rows, changed))
+            if recorded.type == SubjectForgotten.TYPE:
+                await _apply_messages(conn, generation, segment)
+                segment = []
+                await _scrub(conn, generation, recorded)
+            elif recorded.type in _TYPES:
+                segment.append(recorded)
+        await _apply_messages(conn, generation, segment)
+
+
+async def _apply_messages(conn: asyncpg.Connection, generation: int, events: Sequence[RecordedEvent]) -> None:
+    if not events:
+        return
+    stamped = [_key_of(e.data) for e in events if e.type in _STAMPS]
+    rows = await TABLE.fetch(
+        conn,
+        generation,
+        "(conversation_id, sequence) IN (SELECT * FROM unnest($2::text[], $3::int[]))",
+        [k[0] for k in stamped],
+        [k[1] for k in stamped],
+    )
+    changed: list[Key] = []
+    for recorded in events:
+        if (key := _fold(rows, recorded)) is not None:
+            changed.append(key)
+    await TABLE.upsert(conn, generation, touched(rows, changed))
+
+
+async def _scrub(conn: asyncpg.Connection, generation: int, recorded: RecordedEvent) -> None:
+    """The bodies the forgotten subject sent read as the marker a replay of them now shows."""
+    event = DOMAIN_EVENTS.read(recorded)
+    assert isinstance(event, SubjectForgotten)
+    await conn.execute(
+        "UPDATE conversation_messages_rows SET body = $4, updated_position = $5 "
+        "WHERE generation = $1 AND tenant_id IS NOT DISTINCT FROM $2 AND sender = $3",
+        generation,
+        recorded.tenant_id,
+        event.subject,
+        orjson.dumps(REDACTED_JSON),
+        recorded.global_position,
+    )
 
 
 def _key_of(data: Mapping[str, Any]) -> Key:

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from core.domain.contracts import DomainEvent, Upcaster
+from core.privacy import Personal
 
 __all__ = [
     "CONVERSATION_EVENTS",
@@ -44,6 +45,7 @@ class MessageSent(DomainEvent):
 
     TYPE: ClassVar[str] = "MessageSent"
     SCHEMA_VERSION: ClassVar[int] = 1
+    PERSONAL: ClassVar[Personal | None] = Personal(subject="sender", fields=("body",))
 
     conversation_id: str
     sequence: int
