@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import audit, bench, demo, log, projections, proofs, replay, train
+from api.cli import audit, bench, demo, log, privacy, projections, proofs, replay, train
 
 __all__ = ["app"]
 
@@ -23,6 +23,8 @@ audit_app = typer.Typer(
     help="Audit queries and exports; proofs that the record was not altered, checked offline."
 )
 app.add_typer(audit_app, name="audit")
+privacy_app = typer.Typer(help="Personal data: the master key that wraps every subject's data key.")
+app.add_typer(privacy_app, name="privacy")
 
 app.command()(log.migrate)
 app.command()(demo.demo)
@@ -34,6 +36,8 @@ app.command()(replay.snapshot)
 app.command()(replay.snapshotter)
 app.command()(replay.recover)
 app.command()(train.train)
+app.command()(privacy.forget)
+privacy_app.command("rotate-master-key")(privacy.rotate_master_key)
 bench_app.command("append")(bench.append)
 bench_app.command("replay")(bench.replay)
 bench_app.command("triad")(bench.triad)
