@@ -278,7 +278,7 @@ def _page_sql(flt: AuditFilter, lo: int, hi: int, limit: int) -> tuple[str, list
     columns = ", ".join(f"e.{c.strip()}" for c in COLUMNS.split(","))
     text = (
         f"{chain}SELECT {columns} FROM ({hits}) AS page "  # noqa: S608
-        "JOIN events e ON e.global_position = page.global_position ORDER BY e.global_position"
+        "JOIN all_events e ON e.global_position = page.global_position ORDER BY e.global_position"
     )
     return text, sql.args
 
@@ -306,7 +306,7 @@ def _hits(
     where = [f"a.global_position BETWEEN {span[0]} AND {span[1]}", *conditions]
     source = "audit_index a"
     if joins_events:
-        source += " JOIN events e ON e.global_position = a.global_position"
+        source += " JOIN all_events e ON e.global_position = a.global_position"
         where.append(f"e.global_position BETWEEN {span[0]} AND {span[1]}")
     if extra:
         where.append(extra)

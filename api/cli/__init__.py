@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import audit, bench, demo, log, privacy, projections, proofs, replay, train
+from api.cli import audit, bench, demo, log, privacy, projections, proofs, replay, retention, train
 
 __all__ = ["app"]
 
@@ -25,6 +25,10 @@ audit_app = typer.Typer(
 app.add_typer(audit_app, name="audit")
 privacy_app = typer.Typer(help="Personal data: the master key that wraps every subject's data key.")
 app.add_typer(privacy_app, name="privacy")
+retention_app = typer.Typer(
+    help="Retention: how long each category stays in the hot log, and the archival run."
+)
+app.add_typer(retention_app, name="retention")
 
 app.command()(log.migrate)
 app.command()(demo.demo)
@@ -38,6 +42,10 @@ app.command()(replay.recover)
 app.command()(train.train)
 app.command()(privacy.forget)
 privacy_app.command("rotate-master-key")(privacy.rotate_master_key)
+retention_app.command("set")(retention.set_policy)
+retention_app.command("list")(retention.list_policies)
+retention_app.command("remove")(retention.remove)
+retention_app.command("run")(retention.run)
 bench_app.command("append")(bench.append)
 bench_app.command("replay")(bench.replay)
 bench_app.command("triad")(bench.triad)

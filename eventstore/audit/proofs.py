@@ -32,7 +32,7 @@ EVENT = """
 SELECT e.global_position, s.leaf,
        chronicle_canonical(e.event_id, e.stream_id, e.stream_version, e.event_type, e.schema_version,
                            e.tenant_id, e.recorded_at, e.data, e.metadata) AS canonical
-FROM events e LEFT JOIN seals s USING (global_position) WHERE e.event_id = $1
+FROM all_events e LEFT JOIN seals s USING (global_position) WHERE e.event_id = $1
 """
 
 

@@ -51,7 +51,7 @@ FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2
 PREVIOUS_LINKS = """
 SELECT e.stream_id, s.stream_hash
 FROM unnest($1::text[], $2::integer[]) AS p(stream_id, version)
-JOIN events e ON e.stream_id = p.stream_id AND e.stream_version = p.version
+JOIN all_events e ON e.stream_id = p.stream_id AND e.stream_version = p.version
 JOIN seals s ON s.global_position = e.global_position
 """
 

@@ -49,7 +49,7 @@ SELECT coalesce(e.global_position, s.global_position) AS position, e.event_id IS
        e.recorded_at, chronicle_canonical(e.event_id, e.stream_id, e.stream_version, e.event_type,
            e.schema_version, e.tenant_id, e.recorded_at, e.data, e.metadata) AS canonical,
        s.leaf, s.leaf_hash, s.stream_hash
-FROM events e FULL JOIN seals s ON s.global_position = e.global_position
+FROM all_events e FULL JOIN seals s ON s.global_position = e.global_position
 ORDER BY 1
 """
 STREAM = """
@@ -57,7 +57,7 @@ SELECT e.global_position AS position, e.stream_id, e.stream_version, e.recorded_
        chronicle_canonical(e.event_id, e.stream_id, e.stream_version, e.event_type,
            e.schema_version, e.tenant_id, e.recorded_at, e.data, e.metadata) AS canonical,
        s.leaf, s.leaf_hash, s.stream_hash
-FROM events e LEFT JOIN seals s ON s.global_position = e.global_position
+FROM all_events e LEFT JOIN seals s ON s.global_position = e.global_position
 WHERE e.stream_id = $1 ORDER BY e.stream_version
 """
 
@@ -197,7 +197,7 @@ async def verify_log(
     report = Report()
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         walk = _Walk(report, await _checkpoints(conn, verifiers, trusted, report))
-        total = await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM events")
+        total = await conn.fetchval("SELECT coalesce(max(global_position), 0) FROM all_events")
         cursor = await conn.cursor(WALK)
         while rows := await cursor.fetch(chunk):
             for row in rows:

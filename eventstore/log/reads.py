@@ -38,17 +38,22 @@ class LogFilter:
         )
 
 
+def _source(include_archived: bool) -> str:
+    """The hot table, or the hot table and the archive (migration 0007)."""
+    return "all_events" if include_archived else "events"
+
+
 @cache
-def read_stream_sql(backwards: bool) -> str:
+def read_stream_sql(backwards: bool, include_archived: bool = False) -> str:
     order = "DESC" if backwards else "ASC"
     return (
-        f"SELECT {COLUMNS} FROM events WHERE stream_id = $1 "
+        f"SELECT {COLUMNS} FROM {_source(include_archived)} WHERE stream_id = $1 "
         f"AND stream_version BETWEEN $2 AND $3 ORDER BY stream_version {order}"
     )
 
 
 @cache
-def _read_all_sql(by_category: bool, by_type: bool, by_tenant: bool) -> str:
+def _read_all_sql(by_category: bool, by_type: bool, by_tenant: bool, include_archived: bool) -> str:
     where = ["global_position BETWEEN $1 AND $2"]
     n = 4
     if by_category:
@@ -59,13 +64,18 @@ def _read_all_sql(by_category: bool, by_type: bool, by_tenant: bool) -> str:
         n += 1
     if by_tenant:
         where.append(f"tenant_id = ${n}")
-    return f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY global_position LIMIT $3"
+    source = _source(include_archived)
+    return f"SELECT {COLUMNS} FROM {source} WHERE {' AND '.join(where)} ORDER BY global_position LIMIT $3"
 
 
-def read_all_sql(flt: LogFilter, first: int, last: int, limit: int) -> tuple[str, list[Any]]:
+def read_all_sql(
+    flt: LogFilter, first: int, last: int, limit: int, include_archived: bool = False
+) -> tuple[str, list[Any]]:
     args: list[Any] = [first, last, limit]
     for value in (flt.categories, flt.types, flt.tenant_id):
         if value is not None:
             args.append(list(value) if isinstance(value, tuple) else value)
-    sql = _read_all_sql(flt.categories is not None, flt.types is not None, flt.tenant_id is not None)
+    sql = _read_all_sql(
+        flt.categories is not None, flt.types is not None, flt.tenant_id is not None, include_archived
+    )
     return sql, args

@@ -219,15 +219,17 @@ class EventStore:
         from_version: int = 1,
         to_version: int | None = None,
         backwards: bool = False,
+        include_archived: bool = False,
     ) -> list[RecordedEvent]:
         """The stream's events with from_version <= version <= to_version (both inclusive).
 
         Backwards reads start at to_version (or the end) and go down to from_version. A stream
-        that does not exist reads as an empty list.
+        that does not exist reads as an empty list, and so does an archived one unless
+        ``include_archived`` (eventstore.retention).
         """
         check_stream_id(stream_id)
         last = to_version if to_version is not None else 2**31 - 1  # 0 is an empty range, not "no bound"
-        rows = await self._fetch(read_stream_sql(backwards), stream_id, from_version, last)
+        rows = await self._fetch(read_stream_sql(backwards, include_archived), stream_id, from_version, last)
         return await self.privacy.open([RecordedEvent(*row) for row in rows])
 
     async def read_all(
@@ -239,13 +241,15 @@ class EventStore:
         types: Sequence[str] | None = None,
         tenant_id: str | None = None,
         page_size: int = 5000,
+        include_archived: bool = False,
     ) -> AsyncIterator[RecordedEvent]:
-        """Every committed event with from_position <= position <= to_position, in order."""
+        """Every committed event with from_position <= position <= to_position, in order;
+        with ``include_archived``, the archived ones too (eventstore.retention)."""
         flt = LogFilter.of(categories, types, tenant_id)
         last = to_position if to_position is not None else 2**63 - 1
         position = from_position
         while position <= last:
-            page = await self._page(flt, position, last, page_size)
+            page = await self._page(flt, position, last, page_size, include_archived)
             for event in page:
                 yield event
             if len(page) < page_size:
@@ -310,8 +314,10 @@ class EventStore:
         await self._listener.ensure()
         await self._wakeup.wait(seen, timeout)
 
-    async def _page(self, flt: LogFilter, first: int, last: int, limit: int) -> list[RecordedEvent]:
-        sql, args = read_all_sql(flt, first, last, limit)
+    async def _page(
+        self, flt: LogFilter, first: int, last: int, limit: int, include_archived: bool = False
+    ) -> list[RecordedEvent]:
+        sql, args = read_all_sql(flt, first, last, limit, include_archived)
         try:
             rows = await self._fetch(sql, *args)
         except StoreClosed:

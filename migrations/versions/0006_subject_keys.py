@@ -12,7 +12,8 @@ Create Date: 2026-12-01
   the row stays, so a read can tell a destroyed key (redact) from a missing one (an error).
   A subject has at most one live key; after it is forgotten, new data gets a new key.
 
-Neither table is granted to the tenant or auditor roles (revision 0005).
+Neither table is granted to the tenant or auditor roles (revision 0005), and
+``subject_keys`` has row-level security on with no policy.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ TABLES = (
         forgotten_at timestamptz,
         CHECK ((wrapped_key IS NULL) = (forgotten_at IS NOT NULL)))""",
     "CREATE UNIQUE INDEX subject_keys_live ON subject_keys (tenant_id, subject) WHERE forgotten_at IS NULL",
+    # No policy at all: nobody but the owner (who bypasses it) reads a key, whatever is granted later.
+    "ALTER TABLE subject_keys ENABLE ROW LEVEL SECURITY",
 )
 
 

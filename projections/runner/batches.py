@@ -74,7 +74,9 @@ async def read_page(store: EventStore, projection: Projection, after: int, limit
     if head <= after:
         return Page(after, (), after, head)
     events: list[RecordedEvent] = []
-    reading = store.read_all(after + 1, head, categories=projection.categories, page_size=limit)
+    reading = store.read_all(
+        after + 1, head, categories=projection.categories, page_size=limit, include_archived=True
+    )
     async with contextlib.aclosing(cast(AsyncGenerator[RecordedEvent, None], reading)) as stream:
         async for event in stream:
             events.append(event)

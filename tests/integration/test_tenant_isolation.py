@@ -95,7 +95,8 @@ async def _relations_with_tenants(conn: asyncpg.Connection, kinds: str) -> list[
     rows = await conn.fetch(
         "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
         "JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' "
-        "WHERE n.nspname = current_schema() AND c.relkind::text = ANY($1::text[]) ORDER BY 1",
+        "WHERE n.nspname = current_schema() AND c.relkind::text = ANY($1::text[]) AND NOT c.relispartition "
+        "ORDER BY 1",
         list(kinds),
     )
     return [r["relname"] for r in rows]
@@ -104,8 +105,8 @@ async def _relations_with_tenants(conn: asyncpg.Connection, kinds: str) -> list[
 async def test_every_relation_with_a_tenant_column_is_under_row_level_security(
     conn: asyncpg.Connection,
 ) -> None:
-    tables = await _relations_with_tenants(conn, "r")
-    assert {"events", "streams", "task_board_rows", "audit_index_rows"} <= set(tables)
+    tables = await _relations_with_tenants(conn, "rp")  # partitions are reached through their parent
+    assert {"events", "events_archive", "streams", "task_board_rows", "audit_index_rows"} <= set(tables)
     unprotected = await conn.fetch(
         "SELECT relname FROM pg_class WHERE relname = ANY($1) AND NOT relrowsecurity", [*tables, "snapshots"]
     )
@@ -126,12 +127,28 @@ async def test_every_relation_with_a_tenant_column_is_under_row_level_security(
 async def test_a_tenant_sees_only_its_own_rows_in_every_table_and_view(
     conn: asyncpg.Connection, tenant: str
 ) -> None:
-    relations = [*await _relations_with_tenants(conn, "r"), *await _relations_with_tenants(conn, "v")]
+    """Every relation shows the tenant, with no filter, exactly the rows the owner counts for
+    it; the log and every read model the fixture wrote to have some."""
+    every = [*await _relations_with_tenants(conn, "rp"), *await _relations_with_tenants(conn, "v")]
+    granted = await conn.fetch(
+        "SELECT r FROM unnest($1::text[]) r WHERE has_table_privilege('chronicle_tenant', r, 'SELECT')", every
+    )
+    relations = [r[0] for r in granted]
+    assert set(every) - set(relations) == {"subject_keys"}  # data keys: never a tenant's to read
+    owners_count = {
+        r: await conn.fetchval(f"SELECT count(*) FROM {r} WHERE tenant_id = $1", tenant) for r in relations
+    }
+    empty_here = {
+        "events_archive",
+        "training_run_epochs",
+        "training_run_epochs_rows",
+    }  # nothing archived, no epoch
+    assert all(n > 0 for r, n in owners_count.items() if r not in empty_here), owners_count
     async with as_tenant(conn, tenant):
         for relation in relations:
             seen = {r[0] for r in await conn.fetch(f"SELECT DISTINCT tenant_id FROM {relation}")}
-            no_epochs_yet = relation.startswith("training_run_epochs")  # a run that only started
-            assert seen == (set() if no_epochs_yet else {tenant}), f"{relation} shows {seen} to {tenant}"
+            assert seen <= {tenant}, f"{relation} shows {seen} to {tenant}"
+            assert await conn.fetchval(f"SELECT count(*) FROM {relation}") == owners_count[relation], relation
         snapshots = [r["state"] for r in await conn.fetch("SELECT state FROM snapshots")]
         assert [orjson.loads(s) for s in snapshots] == [{"tenant": tenant}]
         # Even asking for the other tenant by name finds nothing.
