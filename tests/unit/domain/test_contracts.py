@@ -36,6 +36,8 @@ from core.domain.agent import (
     AgentWentOnline,
 )
 from core.domain.conversation import MessageAcknowledged, MessageDelivered, MessageSent
+from core.domain.retention import StreamsArchived
+from core.domain.subject import SubjectForgotten
 from core.domain.task import (
     Priority,
     TaskAssigned,
@@ -82,6 +84,8 @@ SAMPLES: list[DomainEvent] = [
     MessageDelivered("c1", 1, "bob", T0),
     MessageAcknowledged("c1", 1, "bob", T0),
     *RUN_SAMPLES,
+    SubjectForgotten("alice", 2, "erasure request", T0),
+    StreamsArchived("task", 90, True, T0, ("task-t1", "task-t2"), 9),
 ]
 
 V1_TASK_SUBMITTED = {

@@ -24,10 +24,12 @@ KEY = os.urandom(32)
 KEY_ID = uuid.uuid4()
 
 
-@pytest.mark.parametrize("value", ["a name", {"text": "hi", "n": [1, 2]}])
-def test_a_sealed_value_opens_with_its_key_and_shows_nothing_in_clear(value: Any) -> None:
+@pytest.mark.parametrize(
+    ("value", "clear"), [("a name", "a name"), ({"text": "hi there", "n": [1, 2]}, "hi there")]
+)
+def test_a_sealed_value_opens_with_its_key_and_shows_nothing_in_clear(value: Any, clear: str) -> None:
     envelope = seal_value(value, KEY, KEY_ID, "MessageSent", "body")
-    assert "hi" not in orjson.dumps(envelope).decode() and "a name" not in orjson.dumps(envelope).decode()
+    assert clear not in orjson.dumps(envelope).decode()  # a space is never in base64: no false alarm
     assert open_value(envelope, KEY, "MessageSent", "body") == value
     assert sealed_key_ids({"body": envelope, "sender": "x"}) == {KEY_ID}
 
