@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import audit, bench, demo, log, privacy, projections, proofs, replay, retention, train
+from api.cli import audit, bench, demo, log, privacy, projections, proofs, replay, retention, serve, train
 
 __all__ = ["app"]
 
@@ -29,6 +29,8 @@ retention_app = typer.Typer(
     help="Retention: how long each category stays in the hot log, and the archival run."
 )
 app.add_typer(retention_app, name="retention")
+keys_app = typer.Typer(help="API keys: each with a tenant, an actor and scopes; stored hashed.")
+app.add_typer(keys_app, name="keys")
 
 app.command()(log.migrate)
 app.command()(demo.demo)
@@ -42,6 +44,10 @@ app.command()(replay.recover)
 app.command()(train.train)
 app.command()(privacy.forget)
 privacy_app.command("rotate-master-key")(privacy.rotate_master_key)
+app.command()(serve.serve)
+keys_app.command("create")(serve.create_key)
+keys_app.command("list")(serve.list_keys)
+keys_app.command("revoke")(serve.revoke_key)
 retention_app.command("set")(retention.set_policy)
 retention_app.command("list")(retention.list_policies)
 retention_app.command("remove")(retention.remove)

@@ -8,7 +8,7 @@ tag is always exactly the stream id.
 
 from __future__ import annotations
 
-__all__ = ["PREFIX", "metrics_key", "state_key"]
+__all__ = ["PREFIX", "metrics_key", "queue_key", "state_key"]
 
 PREFIX = "chronicle"
 
@@ -21,3 +21,8 @@ def state_key(stream_id: str) -> str:
 def metrics_key(run_id: str) -> str:
     """The capped stream of a training run's metrics (eventstore.redis.metrics_stream)."""
     return f"{PREFIX}:run:{{{run_id}}}:metrics"
+
+
+def queue_key(priority: str) -> str:
+    """The dispatch stream of one priority band (high, normal, low): task ids for workers."""
+    return f"{PREFIX}:queue:{priority}"

@@ -1,0 +1,1 @@
+"""The job contract shared by the HTTP tier and the workers, versioned: ``v1``."""

@@ -1,0 +1,73 @@
+"""Version 1 of the job contract: what a client sends and gets back, and what a worker reads.
+
+Requests refuse unknown fields (a typo is a 422 naming it, not a silently ignored option).
+A change that breaks a client goes into ``v2`` beside this module; ``v1`` stays as it is.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["ErrorBody", "TaskAccepted", "TaskList", "TaskSubmission", "TaskView"]
+
+VERSION = 1
+Priority = Literal["high", "normal", "low"]
+
+
+class TaskSubmission(BaseModel):
+    """``POST /v1/tasks``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.:-]*$", description="the handler's name"
+    )
+    payload: dict[str, Any] = Field(
+        default_factory=dict, description="the handler's arguments, any JSON object"
+    )
+    priority: Priority = "normal"
+    max_attempts: int = Field(default=3, ge=1, le=100)
+
+
+class TaskAccepted(BaseModel):
+    """The answer to a submission: where to watch the task."""
+
+    task_id: str
+    status: str
+    status_url: str
+
+
+class TaskView(BaseModel):
+    """A task as its own stream folds it now."""
+
+    task_id: str
+    tenant_id: str | None
+    type: str
+    status: str
+    priority: Priority
+    payload: dict[str, Any]
+    attempt: int
+    max_attempts: int
+    assignee: str | None
+    result: dict[str, Any] | None
+    error: str | None
+    version: int
+    submitted_at: datetime | None
+    updated_at: datetime | None
+
+
+class TaskList(BaseModel):
+    """A keyset page of the task board; pass ``cursor`` back for the next one."""
+
+    tasks: list[TaskView]
+    cursor: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error: what was wrong, and the field at fault where there is one."""
+
+    error: str
+    field: str | None = None

@@ -1,0 +1,1 @@
+"""The HTTP tier: a FastAPI app built in its lifespan, holding no state between requests."""

@@ -1,0 +1,201 @@
+"""``/v1/tasks``: submit, look up, list and cancel tasks.
+
+Submitting records ``TaskSubmitted`` (through the task decider) and then puts the task id on
+its priority's Redis stream; the 202 goes back once the event is committed. If the process
+dies between the two, the task is recorded and not dispatched; the reconciler re-dispatches
+every pending task from PostgreSQL (Redis is only dispatch).
+
+An ``Idempotency-Key`` names the task: its id is derived from the tenant and the key, and its
+events' ids from the key, so any number of concurrent duplicates store one task and all get
+its id back. The same key with a different request is a 422.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+
+from api.contract.v1 import ErrorBody, Priority, TaskAccepted, TaskList, TaskSubmission, TaskView
+from api.http.auth import requires
+from api.http.errors import ERRORS
+from api.http.services import Services, services
+from core.domain import TASK, CommandContext, handle
+from core.domain.registry import DOMAIN_EVENTS
+from core.domain.task import CancelTask, SubmitTask, TaskState, TaskStatus
+from core.domain.task.events import Priority as DomainPriority
+from core.events import uuid7
+from eventstore.apikeys import Principal
+from eventstore.redis.keys import queue_key
+from eventstore.tenancy import as_tenant
+from projections.models.tasks import TaskRow, tasks
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+# Fixed forever: changing it would give a retried submission a new task.
+_IDEMPOTENT_TASKS = uuid.UUID("0b9f2f64-3c1e-4f6a-9d87-2a51c1f0e7d4")
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "no such task for this key's tenant"}
+}
+Writer = Annotated[Principal, Depends(requires("tasks:write"))]
+Reader = Annotated[Principal, Depends(requires("tasks:read"))]
+Svc = Annotated[Services, Depends(services)]
+
+
+def _context(principal: Principal, command_id: str | None = None) -> CommandContext:
+    return CommandContext(principal.tenant_id, principal.actor, command_id=command_id)
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=TaskAccepted,
+    responses={**ERRORS, 202: {"description": "recorded; watch it at status_url (also in Location)"}},
+)
+async def submit(
+    body: TaskSubmission,
+    response: Response,
+    principal: Writer,
+    svc: Svc,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> TaskAccepted:
+    if idempotency_key is not None:
+        task_id = str(uuid.uuid5(_IDEMPOTENT_TASKS, f"{principal.tenant_id}\x00{idempotency_key}"))
+    else:
+        task_id = str(uuid7())
+    command = SubmitTask(
+        task_id,
+        body.type,
+        datetime.now(UTC),
+        payload=body.payload,
+        priority=DomainPriority(body.priority),
+        max_attempts=body.max_attempts,
+    )
+    handled = await handle(
+        svc.store, TASK.stream_id(task_id), command, TASK, _context(principal, idempotency_key)
+    )
+    if handled.duplicate:
+        _same_request(handled.state, command)
+    else:
+        await svc.redis.xadd(queue_key(body.priority), {"task_id": task_id, "tenant_id": principal.tenant_id})
+    url = f"/v1/tasks/{task_id}"
+    response.headers["Location"] = url
+    return TaskAccepted(task_id=task_id, status=handled.state.status.value, status_url=url)
+
+
+def _same_request(state: TaskState, command: SubmitTask) -> None:
+    first = (state.handler, dict(state.payload), state.priority, state.max_attempts)
+    if first != (command.handler, dict(command.payload), command.priority, command.max_attempts):
+        raise HTTPException(422, "Idempotency-Key was used before with a different request")
+
+
+@router.get("/{task_id}", response_model=TaskView, responses={**ERRORS, **NOT_FOUND})
+async def get_task(task_id: str, principal: Reader, svc: Svc) -> TaskView:
+    """The task as its stream folds it now (not the read model: no lag)."""
+    events = await svc.store.as_tenant(principal.tenant_id).read_stream(TASK.stream_id(_checked(task_id)))
+    if not events:
+        raise HTTPException(404, f"no task {task_id}")
+    state = TASK.fold(DOMAIN_EVENTS.read(e) for e in events)
+    return _view(state, events[0].tenant_id, events[0].recorded_at, len(events))
+
+
+def _checked(task_id: str) -> str:
+    if not task_id or len(task_id) > 190 or not all(c.isalnum() or c in "_.:@=+-" for c in task_id):
+        raise HTTPException(404, f"no task {task_id}")
+    return task_id
+
+
+def _view(state: TaskState, tenant: str | None, submitted: datetime | None, version: int) -> TaskView:
+    return TaskView(
+        task_id=state.task_id,
+        tenant_id=tenant,
+        type=state.handler,
+        status=state.status.value,
+        priority=state.priority.value,
+        payload=dict(state.payload),
+        attempt=state.attempt,
+        max_attempts=state.max_attempts,
+        assignee=state.assignee,
+        result=None if state.result is None else dict(state.result),
+        error=state.error,
+        version=version,
+        submitted_at=submitted,
+        updated_at=state.updated_at,
+    )
+
+
+@router.get("", response_model=TaskList, responses=ERRORS)
+async def list_tasks(
+    principal: Reader,
+    svc: Svc,
+    status: TaskStatus | None = None,
+    priority: Priority | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> TaskList:
+    """The task board (a read model: new tasks show within its lag), in submission order."""
+    after = _decode_cursor(cursor) if cursor else None
+    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+        rows = await tasks(
+            conn,
+            tenant_id=principal.tenant_id,  # what row-level security enforces anyway; uses the index
+            status=status,
+            priority=None if priority is None else DomainPriority(priority),
+            after=after,
+            limit=limit,
+        )
+    nxt = _encode_cursor(rows[-1]) if len(rows) == limit else None
+    return TaskList(tasks=[_row_view(r) for r in rows], cursor=nxt)
+
+
+def _row_view(row: TaskRow) -> TaskView:
+    return TaskView(
+        task_id=row.task_id,
+        tenant_id=row.tenant_id,
+        type=row.handler,
+        status=row.status.value,
+        priority=row.priority.value,
+        payload={},
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        assignee=row.assignee,
+        result=None,
+        error=row.error,
+        version=row.version,
+        submitted_at=row.submitted_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _encode_cursor(row: TaskRow) -> str:
+    raw = orjson.dumps([row.submitted_at.isoformat() if row.submitted_at else None, row.task_id])
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, task_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(at), str(task_id)
+    except (ValueError, TypeError) as exc:
+        raise HTTPException(422, "cursor: not a cursor this API gave out") from exc
+
+
+@router.post(
+    "/{task_id}/cancel", response_model=TaskView, responses={**ERRORS, **NOT_FOUND, 409: {"model": ErrorBody}}
+)
+async def cancel(task_id: str, principal: Writer, svc: Svc, reason: str = "cancelled by request") -> TaskView:
+    """Cancel a task that has not ended; a queued one can never start afterwards."""
+    stream = TASK.stream_id(_checked(task_id))
+    mine = await svc.store.as_tenant(principal.tenant_id).read_stream(stream, to_version=1)
+    if not mine:
+        raise HTTPException(404, f"no task {task_id}")
+    handled = await handle(
+        svc.store, stream, CancelTask(task_id, reason, datetime.now(UTC)), TASK, _context(principal)
+    )
+    return _view(handled.state, mine[0].tenant_id, mine[0].recorded_at, handled.version)

@@ -1,0 +1,226 @@
+"""The HTTP API, tested against a real `chronicle serve` process, PostgreSQL and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from eventstore.apikeys import create_key
+from eventstore.pg import connect
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def api_env(
+    new_database: Callable[[], str], redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    return {
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path_factory.mktemp("api-data")),
+        "CHRONICLE_LOG_FORMAT": "json",
+    }
+
+
+@pytest.fixture(scope="module")
+def base_url(api_env: dict[str, str]) -> Iterator[str]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", "from api.cli import app; app()", "serve", "--port", str(port)],
+        env={**os.environ, **api_env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "chronicle serve exited"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "chronicle serve did not answer /health"
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+async def db(api_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(api_env["CHRONICLE_DATABASE_URL"])
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def keys(db: asyncpg.Connection) -> dict[str, str]:
+    return {
+        "acme": await create_key(db, "acme", "acme-bot", ("tasks:write", "tasks:read")),
+        "acme-reader": await create_key(db, "acme", "acme-viewer", ("tasks:read",)),
+        "globex": await create_key(db, "globex", "globex-bot", ("admin",)),
+    }
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_a_submitted_task_is_recorded_at_once_and_readable_by_its_tenant_only(
+    base_url: str, keys: dict[str, str], db: asyncpg.Connection
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        r = await client.post(
+            "/v1/tasks",
+            json={"type": "echo", "payload": {"x": 1}, "priority": "high"},
+            headers=auth(keys["acme"]),
+        )
+        assert r.status_code == 202, r.text
+        accepted = r.json()
+        assert r.headers["location"] == accepted["status_url"] == f"/v1/tasks/{accepted['task_id']}"
+        assert accepted["status"] == "pending"
+
+        got = await client.get(accepted["status_url"], headers=auth(keys["acme-reader"]))
+        assert got.status_code == 200
+        task = got.json()
+        assert (task["type"], task["payload"], task["priority"], task["tenant_id"]) == (
+            "echo",
+            {"x": 1},
+            "high",
+            "acme",
+        )
+        # Another tenant does not learn that it exists.
+        assert (await client.get(accepted["status_url"], headers=auth(keys["globex"]))).status_code == 404
+    metadata = await db.fetchval(
+        "SELECT metadata FROM events WHERE stream_id = $1", f"task-{accepted['task_id']}"
+    )
+    import orjson
+
+    recorded = orjson.loads(metadata)
+    assert (recorded["tenant_id"], recorded["actor"]) == ("acme", "acme-bot")
+
+
+async def test_64_concurrent_duplicates_of_an_idempotent_submit_store_one_task(
+    base_url: str, keys: dict[str, str], db: asyncpg.Connection
+) -> None:
+    body = {"type": "echo", "payload": {"n": 64}}
+    headers = {**auth(keys["acme"]), "Idempotency-Key": "order-4711"}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/tasks", json=body, headers=headers) for _ in range(64))
+        )
+        assert {a.status_code for a in answers} == {202}
+        ids = {a.json()["task_id"] for a in answers}
+        assert len(ids) == 1
+        (task_id,) = ids
+        assert await db.fetchval("SELECT count(*) FROM events WHERE stream_id = $1", f"task-{task_id}") == 1
+        # The same key with another request is refused, naming the header.
+        other = await client.post("/v1/tasks", json={**body, "payload": {"n": 65}}, headers=headers)
+        assert other.status_code == 422 and "Idempotency-Key" in other.json()["error"]
+        # Another tenant's same key is its own task.
+        theirs = await client.post(
+            "/v1/tasks", json=body, headers={**auth(keys["globex"]), "Idempotency-Key": "order-4711"}
+        )
+        assert theirs.status_code == 202 and theirs.json()["task_id"] != task_id
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/tasks", {"type": "echo"}),
+        ("GET", "/v1/tasks/x", None),
+        ("GET", "/v1/tasks", None),
+        ("POST", "/v1/tasks/x/cancel", None),
+    ],
+)
+async def test_every_task_route_answers_401_without_a_valid_key(
+    base_url: str, keys: dict[str, str], method: str, path: str, body: Any
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        for headers in (
+            {},
+            auth("chr_000000000000_" + "A" * 43),
+            auth("not-a-key"),
+            {"Authorization": keys["acme"]},
+        ):
+            r = await client.request(method, path, json=body, headers=headers)
+            assert r.status_code == 401, (headers, r.text)
+            assert r.json()["error"] == "missing or invalid API key"
+
+
+async def test_a_missing_scope_is_403(base_url: str, keys: dict[str, str]) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        r = await client.post("/v1/tasks", json={"type": "echo"}, headers=auth(keys["acme-reader"]))
+        assert r.status_code == 403 and "tasks:write" in r.json()["error"]
+        r = await client.post("/v1/tasks/x/cancel", headers=auth(keys["acme-reader"]))
+        assert r.status_code == 403
+
+
+async def test_bad_input_is_a_422_naming_the_field_and_writes_nothing(
+    base_url: str, keys: dict[str, str], db: asyncpg.Connection
+) -> None:
+    before = await db.fetchval("SELECT count(*) FROM events")
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        for body, field in (
+            ({"type": "echo", "priority": "urgent"}, "priority"),
+            ({"type": "echo", "max_attempts": 0}, "max_attempts"),
+            ({"type": "", "payload": {}}, "type"),
+            ({"type": "echo", "retries": 3}, "retries"),
+            ({"payload": {}}, "type"),
+        ):
+            r = await client.post("/v1/tasks", json=body, headers=auth(keys["acme"]))
+            assert r.status_code == 422, r.text
+            assert r.json()["field"] == field, r.json()
+    assert await db.fetchval("SELECT count(*) FROM events") == before
+
+
+async def test_cancel_ends_a_queued_task_once_and_only_for_its_tenant(
+    base_url: str, keys: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        task_id = (await client.post("/v1/tasks", json={"type": "sleep"}, headers=auth(keys["acme"]))).json()[
+            "task_id"
+        ]
+        assert (
+            await client.post(f"/v1/tasks/{task_id}/cancel", headers=auth(keys["globex"]))
+        ).status_code == 404
+        r = await client.post(f"/v1/tasks/{task_id}/cancel", headers=auth(keys["acme"]))
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        again = await client.post(f"/v1/tasks/{task_id}/cancel", headers=auth(keys["acme"]))
+        assert again.status_code == 409
+        got = await client.get(f"/v1/tasks/{task_id}", headers=auth(keys["acme"]))
+        assert got.json()["status"] == "cancelled"
+
+
+async def test_health_ready_metrics_and_an_openapi_document_that_declares_the_errors(base_url: str) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        assert (await client.get("/health")).json() == {"status": "ok"}
+        ready = await client.get("/ready")
+        assert ready.status_code == 200, ready.text
+        assert "chronicle_http_requests_total" in (await client.get("/metrics")).text
+        spec = (await client.get("/openapi.json")).json()
+    submit = spec["paths"]["/v1/tasks"]["post"]["responses"]
+    assert {"202", "401", "403", "422", "503"} <= submit.keys()
+    assert {"404", "409"} <= spec["paths"]["/v1/tasks/{task_id}/cancel"]["post"]["responses"].keys()
