@@ -8,7 +8,20 @@ from __future__ import annotations
 
 import typer
 
-from api.cli import audit, bench, demo, log, privacy, projections, proofs, replay, retention, serve, train
+from api.cli import (
+    audit,
+    bench,
+    demo,
+    log,
+    privacy,
+    projections,
+    proofs,
+    replay,
+    retention,
+    serve,
+    train,
+    worker,
+)
 
 __all__ = ["app"]
 
@@ -45,6 +58,7 @@ app.command()(train.train)
 app.command()(privacy.forget)
 privacy_app.command("rotate-master-key")(privacy.rotate_master_key)
 app.command()(serve.serve)
+app.command()(worker.worker)
 keys_app.command("create")(serve.create_key)
 keys_app.command("list")(serve.list_keys)
 keys_app.command("revoke")(serve.revoke_key)

@@ -30,7 +30,7 @@ from core.domain.task import CancelTask, SubmitTask, TaskState, TaskStatus
 from core.domain.task.events import Priority as DomainPriority
 from core.events import uuid7
 from eventstore.apikeys import Principal
-from eventstore.redis.keys import queue_key
+from eventstore.redis.queues import dispatch
 from eventstore.tenancy import as_tenant
 from projections.models.tasks import TaskRow, tasks
 
@@ -83,7 +83,7 @@ async def submit(
     if handled.duplicate:
         _same_request(handled.state, command)
     else:
-        await svc.redis.xadd(queue_key(body.priority), {"task_id": task_id, "tenant_id": principal.tenant_id})
+        await dispatch(svc.redis, task_id, body.priority)
     url = f"/v1/tasks/{task_id}"
     response.headers["Location"] = url
     return TaskAccepted(task_id=task_id, status=handled.state.status.value, status_url=url)

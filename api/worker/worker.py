@@ -1,0 +1,385 @@
+"""A worker process: claims tasks from the priority streams, runs them under a lease, and
+records every transition through the task decider.
+
+Claiming. A Redis message only says "look at task X". The worker assigns the task to itself
+with ``AssignTask``, which the task stream accepts only from pending or retry-scheduled, and
+which hands out a lease and a fencing token one greater than any before. So a duplicate
+message, a stale one, or two workers racing for one task end with one holder: the loser's
+append conflicts, it reloads, and the decider refuses it. The message is acknowledged only
+after the task's outcome is recorded, so a worker that dies leaves its message pending.
+
+The lease. While the handler runs, a heartbeat (a separate asyncio task, so a handler that
+blocks its own code does not stop it) renews the lease every third of its length. If the
+renewal is refused, the task was cancelled or taken over: the handler is cancelled, and
+nothing it would have written can land, because every write carries the fencing token.
+
+Reclaiming. Every few seconds the reaper claims (``XAUTOCLAIM``) messages left pending longer
+than a lease by a worker that died. For each, if the task's lease has run out, it times the
+task out, schedules the retry (or dead-letters it when its attempts are spent) and runs it
+again under a new token. A late write by the dead worker's process, were it only paused, is
+refused by its stale token.
+
+Retries back off exponentially with full jitter, capped; a ``NonRetryable`` error
+dead-letters at once. Retries wait in a Redis sorted set until due. Redis holds only hints:
+the reconciler re-dispatches, from PostgreSQL, every task that is waiting or whose lease ran
+out, so a flushed Redis loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import structlog
+from redis.asyncio import Redis
+
+from api.worker.handlers import HANDLERS, NonRetryable, TaskContext, run_handler
+from core.domain import AGENT, TASK, CommandContext, Handled, handle
+from core.domain.agent import BringAgentOnline, RegisterAgent
+from core.domain.errors import CommandRefused
+from core.domain.task import (
+    AssignTask,
+    CompleteTask,
+    DeadLetterTask,
+    FailTask,
+    RenewTaskLease,
+    ScheduleTaskRetry,
+    StartTask,
+    TaskState,
+    TaskStatus,
+    TimeOutTask,
+)
+from eventstore import EventStore
+from eventstore.redis.keys import PREFIX, queue_key
+from eventstore.redis.queues import GROUP, PRIORITIES, dispatch, dispatch_later, ensure_groups, release_due
+
+__all__ = ["Worker", "WorkerOptions", "backoff_s", "reconcile"]
+
+log = structlog.get_logger(__name__)
+
+# Out of every 10 claims: 6 look at high first, 3 at normal first, 1 at low first, so low is
+# looked at first at least once in 10 and never starves behind a deep high queue.
+_ORDERS = (
+    *[("high", "normal", "low")] * 6,
+    *[("normal", "high", "low")] * 3,
+    ("low", "high", "normal"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    name: str
+    queues: tuple[str, ...] = PRIORITIES
+    concurrency: int = 4
+    lease_s: float = 10.0
+    capabilities: tuple[str, ...] = ()
+    tenant_id: str = "system"  # the tenant its own agent events are recorded under
+    reap_every_s: float = 2.0
+    reconcile_every_s: float = 30.0
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 60.0
+
+
+def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * 2^(attempt-1))]."""
+    return rng.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
+
+
+class Worker:
+    def __init__(self, store: EventStore, redis: Redis, pool: asyncpg.Pool, options: WorkerOptions) -> None:
+        self._store = store
+        self._redis = redis
+        self._pool = pool
+        self.options = options
+        self._draining = asyncio.Event()
+        self._rng = random.Random()
+        self._claims = 0
+
+    def drain(self) -> None:
+        """Stop claiming; tasks in hand finish (SIGTERM)."""
+        self._draining.set()
+
+    async def run(self) -> None:
+        await ensure_groups(self._redis)
+        await self._register()
+        claimers = [asyncio.create_task(self._claim_loop(i)) for i in range(self.options.concurrency)]
+        helpers = [asyncio.create_task(self._reap_loop()), asyncio.create_task(self._reconcile_loop())]
+        try:
+            await asyncio.gather(*claimers)
+        finally:
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _register(self) -> None:
+        now = datetime.now(UTC)
+        context = CommandContext(self.options.tenant_id, self.options.name)
+        stream = AGENT.stream_id(self.options.name)
+        register = RegisterAgent(self.options.name, self.options.name, self.options.capabilities, now)
+        with contextlib.suppress(CommandRefused):  # registered by an earlier run
+            await handle(self._store, stream, register, AGENT, context)
+        with contextlib.suppress(CommandRefused):  # already online
+            await handle(self._store, stream, BringAgentOnline(self.options.name, now), AGENT, context)
+
+    async def _do(self, command: Any, context: CommandContext) -> Handled[TaskState]:
+        """Handle a task command on its task's stream."""
+        return await handle(self._store, TASK.stream_id(command.task_id), command, TASK, context)
+
+    # -- claiming ------------------------------------------------------------------------------
+
+    async def _claim_loop(self, index: int) -> None:
+        consumer = f"{self.options.name}/{index}"
+        while not self._draining.is_set():
+            found = await self._next(consumer)
+            if found is None:
+                continue
+            queue, message_id, task_id = found
+            await self._process(queue, message_id, task_id)
+
+    async def _next(self, consumer: str) -> tuple[str, str, str] | None:
+        self._claims += 1
+        order = [q for q in _ORDERS[self._claims % len(_ORDERS)] if q in self.options.queues]
+        for i, queue in enumerate(order):
+            block = 1000 if i == len(order) - 1 else None  # wait only on the last look
+            reply: Any = await self._redis.xreadgroup(
+                GROUP, consumer, {queue_key(queue): ">"}, count=1, block=block
+            )
+            if reply:
+                _, messages = reply[0]
+                message_id, fields = messages[0]
+                return queue, _text(message_id), _text(fields[b"task_id"])
+        return None
+
+    async def _ack(self, queue: str, message_id: str) -> None:
+        await self._redis.xack(queue_key(queue), GROUP, message_id)
+
+    async def _process(self, queue: str, message_id: str, task_id: str, *, reaping: bool = False) -> None:
+        try:
+            state = await self._claim(task_id)
+            if state is not None:
+                await self._execute(state)
+        except Held:
+            if reaping:
+                return  # its holder is alive: leave the message pending, to look again later
+        except CommandRefused as exc:  # someone else holds or ended it meanwhile
+            log.info("task.skipped", task_id=task_id, reason=str(exc))
+        await self._ack(queue, message_id)
+
+    async def _claim(self, task_id: str) -> TaskState | None:
+        """The task, assigned to this worker and started; None if there is nothing to run.
+        Raises Held while another worker holds it under a live lease."""
+        now = datetime.now(UTC)
+        events = await self._store.read_stream(TASK.stream_id(task_id))
+        if not events:
+            return None
+        context = CommandContext(events[0].tenant_id or self.options.tenant_id, self.options.name)
+        state = TASK.fold(_read(events))
+        if state.status in (TaskStatus.ASSIGNED, TaskStatus.RUNNING):
+            if state.lease_expires_at is None or state.lease_expires_at > now:
+                raise Held(task_id)
+            log.info("task.reclaimed", task_id=task_id, holder=state.assignee)
+            state = await self._end_attempt(task_id, context, TimeOutTask(task_id, now), error=None)
+        if state.status not in (TaskStatus.PENDING, TaskStatus.RETRY_SCHEDULED):
+            return None
+        if state.retry_not_before is not None and state.retry_not_before > now:
+            await dispatch_later(
+                self._redis, task_id, state.priority.value, state.retry_not_before.timestamp()
+            )
+            return None
+        lease = now + timedelta(seconds=self.options.lease_s)
+        assigned = await self._do(AssignTask(task_id, self.options.name, lease, now), context)
+        token = assigned.state.fencing_token
+        started = await self._do(StartTask(task_id, token, datetime.now(UTC)), context)
+        return started.state
+
+    async def _end_attempt(
+        self,
+        task_id: str,
+        context: CommandContext,
+        command: Any,
+        *,
+        error: str | None,
+        retryable: bool = True,
+    ) -> TaskState:
+        """Record the attempt's end (``command``: FailTask or TimeOutTask), then a retry or,
+        when attempts are spent or the error is not retryable, the dead letter."""
+        ended = await self._do(command, context)
+        state = ended.state
+        now = datetime.now(UTC)
+        if retryable and state.attempt < state.max_attempts:
+            wait = backoff_s(
+                state.attempt, self.options.backoff_base_s, self.options.backoff_cap_s, self._rng
+            )
+            due = now + timedelta(seconds=wait)
+            state = (await self._do(ScheduleTaskRetry(task_id, due, now), context)).state
+            await dispatch_later(self._redis, task_id, state.priority.value, due.timestamp())
+            return state
+        if retryable:
+            reason = f"attempts exhausted ({state.attempt}/{state.max_attempts}): {error or 'timed out'}"
+        else:
+            reason = f"not retryable: {error}"
+        return (await self._do(DeadLetterTask(task_id, reason, now), context)).state
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def _execute(self, state: TaskState) -> None:
+        task_id, token = state.task_id, state.fencing_token
+        events = await self._store.read_stream(TASK.stream_id(task_id), to_version=1)
+        context = CommandContext(events[0].tenant_id or self.options.tenant_id, self.options.name)
+        fn = HANDLERS.get(state.handler)
+        ctx = TaskContext(task_id, state.attempt, token, self.options.name)
+        if fn is None:
+            await self._end_attempt(
+                task_id,
+                context,
+                FailTask(task_id, token, f"no handler {state.handler!r}", datetime.now(UTC)),
+                error=f"no handler {state.handler!r}",
+                retryable=False,
+            )
+            return
+        work = asyncio.create_task(run_handler(fn, state.payload, ctx))
+        heartbeat = asyncio.create_task(self._heartbeat(task_id, token, context, work))
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                work.cancel()
+                raise  # this worker is being stopped: the lease runs out and the task is reclaimed
+            log.info("task.cancelled_while_running", task_id=task_id)
+            return  # the heartbeat found it cancelled or taken over; nothing to record
+        except NonRetryable as exc:
+            await self._end_attempt(
+                task_id,
+                context,
+                FailTask(task_id, token, str(exc), datetime.now(UTC)),
+                error=str(exc),
+                retryable=False,
+            )
+            return
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            await self._end_attempt(
+                task_id, context, FailTask(task_id, token, error, datetime.now(UTC)), error=error
+            )
+            return
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        await self._do(CompleteTask(task_id, token, datetime.now(UTC), result), context)
+
+    async def _heartbeat(
+        self, task_id: str, token: int, context: CommandContext, work: asyncio.Task[Any]
+    ) -> None:
+        while True:
+            await asyncio.sleep(self.options.lease_s / 3)
+            now = datetime.now(UTC)
+            try:
+                renew = RenewTaskLease(task_id, token, now + timedelta(seconds=self.options.lease_s), now)
+                await self._do(renew, context)
+            except CommandRefused as exc:  # cancelled, or the lease went to another worker
+                log.info("task.lease_lost", task_id=task_id, reason=str(exc))
+                work.cancel()
+                return
+
+    async def _reconcile_loop(self) -> None:
+        """One worker at a time (a Redis lock that expires) re-dispatches from PostgreSQL."""
+        every = self.options.reconcile_every_s
+        while True:
+            try:
+                if await self._redis.set(
+                    _reconcile_lock(), self.options.name, nx=True, ex=max(int(every), 1)
+                ):
+                    async with self._pool.acquire() as conn:
+                        count = await reconcile(conn, self._redis)
+                    log.info("worker.reconciled", dispatched=count)
+            except Exception as exc:  # the next round retries
+                log.warning("worker.reconcile_failed", error=str(exc))
+            await asyncio.sleep(every)
+
+    # -- reclaiming ----------------------------------------------------------------------------
+
+    async def _reap_loop(self) -> None:
+        consumer = f"{self.options.name}/reaper"
+        idle_ms = int(self.options.lease_s * 1000)
+        while True:
+            await asyncio.sleep(self.options.reap_every_s)
+            try:
+                await release_due(self._redis, time.time())
+                for queue in self.options.queues:
+                    _, claimed, *_ = await self._redis.xautoclaim(
+                        queue_key(queue), GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=100
+                    )
+                    for message_id, fields in claimed:
+                        if fields:  # a deleted entry comes back empty
+                            await self._process(
+                                queue, _text(message_id), _text(fields[b"task_id"]), reaping=True
+                            )
+                        else:
+                            await self._ack(queue, _text(message_id))
+            except Exception as exc:  # keep reaping through a blip; the next round retries
+                log.warning("worker.reap_failed", error=str(exc))
+
+
+class Held(Exception):
+    """Another worker holds the task under a live lease."""
+
+
+def _reconcile_lock() -> str:
+    return f"{PREFIX}:reconciling"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _read(events: Iterable[Any]) -> Iterable[Any]:
+    from core.domain.registry import DOMAIN_EVENTS
+
+    return (DOMAIN_EVENTS.read(e) for e in events)
+
+
+# Every task stream whose last event leaves it waiting or held, read from the log itself (not
+# the task board, which may lag or be down). Held ones are dispatched too: a worker finds the
+# holder alive and lets the message go, or finds the lease run out and reclaims the task.
+_WAITING = """
+SELECT s.stream_id, first.data->>'priority' AS priority,
+       CASE WHEN last.event_type = 'TaskRetryScheduled' THEN (last.data->>'not_before')::timestamptz END
+         AS not_before
+FROM streams s
+JOIN events last ON last.stream_id = s.stream_id AND last.stream_version = s.version
+JOIN events first ON first.stream_id = s.stream_id AND first.stream_version = 1
+WHERE s.category = 'task' AND NOT s.archived AND last.event_type = ANY($1::text[])
+"""
+_LIVE_TYPES = [
+    "TaskSubmitted",
+    "TaskRetryScheduled",
+    "TaskRequeued",
+    "TaskAssigned",
+    "TaskStarted",
+    "TaskLeaseRenewed",
+    "TaskProgressed",
+]
+
+
+async def reconcile(conn: asyncpg.Connection, redis: Redis) -> int:
+    """Dispatch again, from the log, every task that is waiting to run or held; a retry not yet
+    due goes back to the delayed set. A task dispatched twice runs once (see the module
+    docstring). Returns how many were dispatched."""
+    rows = await conn.fetch(_WAITING, _LIVE_TYPES)
+    now = datetime.now(UTC)
+    for row in rows:
+        task_id = row["stream_id"].split("-", 1)[1]
+        if row["not_before"] is not None and row["not_before"] > now:
+            await dispatch_later(redis, task_id, row["priority"], row["not_before"].timestamp())
+        else:
+            await dispatch(redis, task_id, row["priority"])
+    return len(rows)

@@ -1,0 +1,228 @@
+"""Workers as real processes beside a real `chronicle serve`, PostgreSQL and Redis: tasks run
+to completion once; failures retry and dead-letter; a worker SIGKILLed mid-task loses its
+task to another, which finishes it under a new fencing token, once; a cancel reaches a
+running task; a flushed Redis loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from eventstore.apikeys import create_key
+from eventstore.pg import connect
+from tests.e2e.test_api import ROOT, _free_port
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-c", "from api.cli import app; app()"]
+
+
+@pytest.fixture(scope="module")
+def env(
+    new_database: Callable[[], str], redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CHRONICLE_DATABASE_URL": new_database(),
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(tmp_path_factory.mktemp("worker-data")),
+        "CHRONICLE_LOG_FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+@pytest.fixture(scope="module")
+async def queues_empty(env: dict[str, str]) -> None:
+    """Redis is shared by the test session: start from no queued message."""
+    redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+    keys = [k async for k in redis.scan_iter("chronicle:*")]
+    if keys:
+        await redis.delete(*keys)
+    await redis.aclose()
+
+
+@pytest.fixture(scope="module")
+def api(env: dict[str, str], queues_empty: None) -> Iterator[str]:
+    port = _free_port()
+    server = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+async def db(env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
+    conn = await connect(env["CHRONICLE_DATABASE_URL"])
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def key(db: asyncpg.Connection) -> str:
+    return await create_key(db, "acme", "tester", ("tasks:write", "tasks:read"))
+
+
+def start_worker(env: dict[str, str], name: str, *extra: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [*CLI, "worker", "--name", name, "--lease-seconds", "1.5", "--backoff-seconds", "0.05", *extra],
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def stop(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+async def submit(client: httpx.AsyncClient, key: str, body: dict[str, Any]) -> str:
+    r = await client.post("/v1/tasks", json=body, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 202, r.text
+    return str(r.json()["task_id"])
+
+
+async def status_of(client: httpx.AsyncClient, key: str, task_id: str) -> dict[str, Any]:
+    r = await client.get(f"/v1/tasks/{task_id}", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200, r.text
+    found: dict[str, Any] = r.json()
+    return found
+
+
+async def until(
+    client: httpx.AsyncClient, key: str, task_id: str, *statuses: str, timeout: float = 60
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = await status_of(client, key, task_id)
+        if task["status"] in statuses:
+            return task
+        assert time.monotonic() < deadline, f"task {task_id} stayed {task['status']}"
+        await asyncio.sleep(0.05)
+
+
+async def history(db: asyncpg.Connection, task_id: str) -> list[tuple[str, dict[str, Any]]]:
+    rows = await db.fetch(
+        "SELECT event_type, data FROM events WHERE stream_id = $1 ORDER BY stream_version", f"task-{task_id}"
+    )
+    return [(r["event_type"], orjson.loads(r["data"])) for r in rows]
+
+
+async def test_tasks_run_to_completion_once_and_failures_retry_then_dead_letter(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    worker = start_worker(env, "w-main", "--concurrency", "4")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            echoes = [await submit(client, key, {"type": "echo", "payload": {"i": i}}) for i in range(20)]
+            flaky = await submit(client, key, {"type": "fail", "max_attempts": 3})
+            fatal = await submit(
+                client, key, {"type": "fail", "payload": {"retryable": False}, "max_attempts": 5}
+            )
+            unknown = await submit(client, key, {"type": "no_such_handler"})
+            for task_id in echoes:
+                await until(client, key, task_id, "completed")
+            for task_id in (flaky, fatal, unknown):
+                await until(client, key, task_id, "dead_lettered")
+        for i, task_id in enumerate(echoes):
+            types = [t for t, _ in await history(db, task_id)]
+            assert types == ["TaskSubmitted", "TaskAssigned", "TaskStarted", "TaskCompleted"], types
+            assert (await history(db, task_id))[-1][1]["result"] == {"echo": {"i": i}}
+        flaky_types = [t for t, _ in await history(db, flaky)]
+        assert flaky_types.count("TaskFailed") == 3 and flaky_types.count("TaskRetryScheduled") == 2
+        assert [t for t, _ in await history(db, fatal)].count("TaskFailed") == 1
+    finally:
+        stop(worker)
+
+
+async def test_a_worker_killed_mid_task_loses_it_to_another_which_finishes_it_once(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    first = start_worker(env, "w-doomed", "--concurrency", "1")
+    second = None
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 2.5}})
+            running = await until(client, key, task_id, "running")
+            assert running["assignee"] == "w-doomed"
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            second = start_worker(env, "w-heir", "--concurrency", "1")
+            done = await until(client, key, task_id, "completed", timeout=60)
+            assert done["assignee"] == "w-heir"
+        events = await history(db, task_id)
+        types = [t for t, _ in events]
+        assert types.count("TaskCompleted") == 1 and types.count("TaskTimedOut") == 1
+        tokens = [d["fencing_token"] for t, d in events if t == "TaskAssigned"]
+        assert tokens == [1, 2]
+        assert [d["fencing_token"] for t, d in events if t == "TaskCompleted"] == [2]
+    finally:
+        for w in (first, second):
+            if w is not None and w.poll() is None:
+                stop(w)
+
+
+async def test_a_cancel_reaches_a_running_task_and_sticks(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    worker = start_worker(env, "w-cancel", "--concurrency", "1")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 4}})
+            await until(client, key, task_id, "running")
+            r = await client.post(f"/v1/tasks/{task_id}/cancel", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 200
+            # The handler would finish in 4 s; wait past that and a heartbeat.
+            await asyncio.sleep(5)
+            assert (await status_of(client, key, task_id))["status"] == "cancelled"
+        types = [t for t, _ in await history(db, task_id)]
+        assert "TaskCompleted" not in types and types[-1] == "TaskCancelled"
+    finally:
+        stop(worker)
+
+
+async def test_a_flushed_redis_loses_no_task(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+        waiting = [await submit(client, key, {"type": "echo", "payload": {"n": n}}) for n in range(10)]
+        redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+        keys = [k async for k in redis.scan_iter("chronicle:*")]
+        await redis.delete(*keys)  # every queued message, and every consumer group, gone
+        await redis.aclose()
+        worker = start_worker(env, "w-after-flush", "--concurrency", "2")
+        try:
+            for task_id in waiting:
+                await until(client, key, task_id, "completed")
+        finally:
+            stop(worker)
+    for task_id in waiting:
+        assert [t for t, _ in await history(db, task_id)].count("TaskCompleted") == 1
