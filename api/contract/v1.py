@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ErrorBody", "TaskAccepted", "TaskList", "TaskSubmission", "TaskView"]
+__all__ = ["ErrorBody", "EventView", "TaskAccepted", "TaskList", "TaskSubmission", "TaskView"]
 
 VERSION = 1
 Priority = Literal["high", "normal", "low"]
@@ -64,6 +64,17 @@ class TaskList(BaseModel):
 
     tasks: list[TaskView]
     cursor: str | None
+
+
+class EventView(BaseModel):
+    """One event of a task's history."""
+
+    version: int
+    position: int
+    type: str
+    data: dict[str, Any]
+    actor: str | None
+    recorded_at: datetime
 
 
 class ErrorBody(BaseModel):

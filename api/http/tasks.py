@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
-from api.contract.v1 import ErrorBody, Priority, TaskAccepted, TaskList, TaskSubmission, TaskView
+from api.contract.v1 import ErrorBody, EventView, Priority, TaskAccepted, TaskList, TaskSubmission, TaskView
 from api.http.auth import requires
 from api.http.errors import ERRORS
 from api.http.services import Services, services
@@ -28,10 +30,10 @@ from core.domain import TASK, CommandContext, handle
 from core.domain.registry import DOMAIN_EVENTS
 from core.domain.task import CancelTask, SubmitTask, TaskState, TaskStatus
 from core.domain.task.events import Priority as DomainPriority
-from core.events import uuid7
+from core.events import RecordedEvent, uuid7
 from eventstore.apikeys import Principal
 from eventstore.redis.queues import dispatch
-from eventstore.tenancy import as_tenant
+from eventstore.tenancy import TenantReader, as_tenant
 from projections.models.tasks import TaskRow, tasks
 
 __all__ = ["router"]
@@ -127,6 +129,71 @@ def _view(state: TaskState, tenant: str | None, submitted: datetime | None, vers
         version=version,
         submitted_at=submitted,
         updated_at=state.updated_at,
+    )
+
+
+_TERMINAL = {"TaskCompleted", "TaskCancelled", "TaskDeadLettered"}
+
+
+@router.get(
+    "/{task_id}/events",
+    response_model=list[EventView],
+    responses={
+        **ERRORS,
+        **NOT_FOUND,
+        200: {
+            "description": "the task's history; with `Accept: text/event-stream`, a live SSE stream "
+            "(event ids are stream versions: reconnect with `Last-Event-ID` to resume after one)",
+            "content": {"text/event-stream": {}},
+        },
+    },
+)
+async def task_events(
+    task_id: str,
+    request: Request,
+    principal: Reader,
+    svc: Svc,
+    last_event_id: Annotated[int | None, Header(ge=0)] = None,
+) -> Any:
+    reader = svc.store.as_tenant(principal.tenant_id)
+    stream = TASK.stream_id(_checked(task_id))
+    events = await reader.read_stream(stream)
+    if not events:
+        raise HTTPException(404, f"no task {task_id}")
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return [_event_view(e) for e in events]
+    return StreamingResponse(
+        _live(svc, reader, stream, last_event_id or 0),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+async def _live(svc: Services, reader: TenantReader, stream: str, after: int) -> AsyncIterator[bytes]:
+    """Every event after version ``after``, then each new one as it is appended; the stream
+    ends after the task's terminal event. A comment every 15 s keeps proxies from closing it."""
+    while True:
+        seen = svc.store.appends_seen
+        events = await reader.read_stream(stream, from_version=after + 1)
+        for event in events:
+            body = orjson.dumps(_event_view(event).model_dump(mode="json"))
+            yield b"id: %d\nevent: %s\ndata: %s\n\n" % (event.stream_version, event.type.encode(), body)
+            after = event.stream_version
+            if event.type in _TERMINAL:
+                return
+        if not events:
+            yield b": waiting\n\n"
+        await svc.store.wait_for_append(seen, 15.0)
+
+
+def _event_view(event: RecordedEvent) -> EventView:
+    return EventView(
+        version=event.stream_version,
+        position=event.global_position,
+        type=event.type,
+        data=dict(event.data),
+        actor=event.metadata.get("actor"),
+        recorded_at=event.recorded_at,
     )
 
 

@@ -226,3 +226,47 @@ async def test_a_flushed_redis_loses_no_task(
             stop(worker)
     for task_id in waiting:
         assert [t for t, _ in await history(db, task_id)].count("TaskCompleted") == 1
+
+
+async def _sse(
+    client: httpx.AsyncClient, key: str, task_id: str, last: int | None = None
+) -> list[tuple[int, str]]:
+    """Every (id, event) of the task's live stream, until the server ends it."""
+    headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
+    if last is not None:
+        headers["Last-Event-ID"] = str(last)
+    got: list[tuple[int, str]] = []
+    async with client.stream("GET", f"/v1/tasks/{task_id}/events", headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event_id, name = None, None
+        async for line in response.aiter_lines():
+            if line.startswith("id: "):
+                event_id = int(line[4:])
+            elif line.startswith("event: "):
+                name = line[7:]
+            elif line == "" and event_id is not None and name is not None:
+                got.append((event_id, name))
+                event_id, name = None, None
+    return got
+
+
+async def test_a_tasks_history_streams_live_over_sse_and_resumes_after_last_event_id(
+    env: dict[str, str], api: str, key: str
+) -> None:
+    worker = start_worker(env, "w-sse", "--concurrency", "1")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=60) as client:
+            task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 1}})
+            live = await _sse(client, key, task_id)  # opened while the task waits or runs
+            assert [name for _, name in live] == ["TaskSubmitted", "TaskAssigned", "TaskStarted"] + [
+                name for _, name in live[3:-1]
+            ] + ["TaskCompleted"]
+            assert [i for i, _ in live] == list(range(1, len(live) + 1))
+            assert await _sse(client, key, task_id, last=2) == live[2:]
+            plain = await client.get(
+                f"/v1/tasks/{task_id}/events", headers={"Authorization": f"Bearer {key}"}
+            )
+            assert [e["type"] for e in plain.json()] == [name for _, name in live]
+    finally:
+        stop(worker)
