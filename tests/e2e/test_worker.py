@@ -270,3 +270,41 @@ async def test_a_tasks_history_streams_live_over_sse_and_resumes_after_last_even
             assert [e["type"] for e in plain.json()] == [name for _, name in live]
     finally:
         stop(worker)
+
+
+async def test_the_python_clients_submit_follow_and_report_errors(
+    env: dict[str, str], api: str, key: str
+) -> None:
+    from api.client import ApiError, AsyncClient, Client
+
+    worker = start_worker(env, "w-client", "--concurrency", "1")
+    try:
+        async with AsyncClient(api, key) as chronicle:
+            accepted = await chronicle.submit("echo", {"via": "async"}, idempotency_key="client-1")
+            again = await chronicle.submit("echo", {"via": "async"}, idempotency_key="client-1")
+            assert again.task_id == accepted.task_id
+            followed = [e.type async for e in chronicle.follow(accepted.task_id)]
+            assert followed[0] == "TaskSubmitted" and followed[-1] == "TaskCompleted"
+            assert (await chronicle.get(accepted.task_id)).status == "completed"
+            with pytest.raises(ApiError) as refused:
+                await chronicle.cancel(accepted.task_id)
+            assert refused.value.status == 409
+
+        def sync_side() -> tuple[str, list[str], int]:
+            with Client(api, key) as client:
+                task = client.submit("echo", {"via": "sync"})
+                types = [e.type for e in client.follow(task.task_id, after_version=1)]
+                try:
+                    client.submit("echo", {}, priority="urgent")
+                except ApiError as exc:
+                    return (
+                        client.get(task.task_id).status,
+                        types,
+                        exc.status if exc.field == "priority" else 0,
+                    )
+                return "no error", types, 0
+
+        status, types, bad = await asyncio.to_thread(sync_side)
+        assert (status, types[0], types[-1], bad) == ("completed", "TaskAssigned", "TaskCompleted", 422)
+    finally:
+        stop(worker)

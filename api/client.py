@@ -1,0 +1,194 @@
+"""A Python client for Chronicle's HTTP API (httpx), sync and async, for the routes built so far.
+
+    with Client("http://127.0.0.1:8000", key) as chronicle:
+        task = chronicle.submit("echo", {"x": 1}, idempotency_key="order-4711")
+        print(chronicle.get(task.task_id).status)
+
+Every error answer raises ``ApiError`` with its status, message and the field at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import orjson
+
+from api.contract.v1 import EventView, TaskAccepted, TaskList, TaskView
+
+__all__ = ["ApiError", "AsyncClient", "Client"]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, field: str | None) -> None:
+        super().__init__(f"{status}: {error}")
+        self.status, self.error, self.field = status, error, field
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text}
+    raise ApiError(response.status_code, str(body.get("error")), body.get("field"))
+
+
+def _submission(
+    type_: str, payload: dict[str, Any] | None, priority: str, max_attempts: int, idempotency_key: str | None
+) -> tuple[dict[str, Any], dict[str, str]]:
+    body = {"type": type_, "payload": payload or {}, "priority": priority, "max_attempts": max_attempts}
+    return body, ({"Idempotency-Key": idempotency_key} if idempotency_key else {})
+
+
+def _list_params(status: str | None, priority: str | None, cursor: str | None, limit: int) -> dict[str, Any]:
+    params = {"status": status, "priority": priority, "cursor": cursor, "limit": limit}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _sse_events(lines: Iterator[str]) -> Iterator[EventView]:
+    data = None
+    for line in lines:
+        if line.startswith("data: "):
+            data = line[6:]
+        elif line == "" and data is not None:
+            yield EventView.model_validate(orjson.loads(data))
+            data = None
+
+
+class Client:
+    def __init__(self, base_url: str, key: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.Client(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        _raise_for(response)
+        return response.json()
+
+    def submit(
+        self,
+        type_: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: str = "normal",
+        max_attempts: int = 3,
+        idempotency_key: str | None = None,
+    ) -> TaskAccepted:
+        body, headers = _submission(type_, payload, priority, max_attempts, idempotency_key)
+        return TaskAccepted.model_validate(self._call("POST", "/v1/tasks", json=body, headers=headers))
+
+    def get(self, task_id: str) -> TaskView:
+        return TaskView.model_validate(self._call("GET", f"/v1/tasks/{task_id}"))
+
+    def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        priority: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> TaskList:
+        params = _list_params(status, priority, cursor, limit)
+        return TaskList.model_validate(self._call("GET", "/v1/tasks", params=params))
+
+    def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskView:
+        return TaskView.model_validate(
+            self._call("POST", f"/v1/tasks/{task_id}/cancel", params={"reason": reason})
+        )
+
+    def events(self, task_id: str) -> list[EventView]:
+        return [EventView.model_validate(e) for e in self._call("GET", f"/v1/tasks/{task_id}/events")]
+
+    def follow(self, task_id: str, after_version: int | None = None) -> Iterator[EventView]:
+        """The task's events as they happen (SSE), after ``after_version``; ends at its end."""
+        headers = {"Accept": "text/event-stream"}
+        if after_version is not None:
+            headers["Last-Event-ID"] = str(after_version)
+        with self._http.stream(
+            "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=None
+        ) as response:
+            _raise_for(response)
+            yield from _sse_events(response.iter_lines())
+
+
+class AsyncClient:
+    def __init__(self, base_url: str, key: str, *, timeout: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout
+        )
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = await self._http.request(method, path, **kwargs)
+        _raise_for(response)
+        return response.json()
+
+    async def submit(
+        self,
+        type_: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: str = "normal",
+        max_attempts: int = 3,
+        idempotency_key: str | None = None,
+    ) -> TaskAccepted:
+        body, headers = _submission(type_, payload, priority, max_attempts, idempotency_key)
+        return TaskAccepted.model_validate(await self._call("POST", "/v1/tasks", json=body, headers=headers))
+
+    async def get(self, task_id: str) -> TaskView:
+        return TaskView.model_validate(await self._call("GET", f"/v1/tasks/{task_id}"))
+
+    async def list_tasks(
+        self,
+        *,
+        status: str | None = None,
+        priority: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> TaskList:
+        params = _list_params(status, priority, cursor, limit)
+        return TaskList.model_validate(await self._call("GET", "/v1/tasks", params=params))
+
+    async def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskView:
+        found = await self._call("POST", f"/v1/tasks/{task_id}/cancel", params={"reason": reason})
+        return TaskView.model_validate(found)
+
+    async def events(self, task_id: str) -> list[EventView]:
+        return [EventView.model_validate(e) for e in await self._call("GET", f"/v1/tasks/{task_id}/events")]
+
+    async def follow(self, task_id: str, after_version: int | None = None) -> AsyncIterator[EventView]:
+        headers = {"Accept": "text/event-stream"}
+        if after_version is not None:
+            headers["Last-Event-ID"] = str(after_version)
+        async with self._http.stream(
+            "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=None
+        ) as r:
+            _raise_for(r)
+            data = None
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    data = line[6:]
+                elif line == "" and data is not None:
+                    yield EventView.model_validate(orjson.loads(data))
+                    data = None
