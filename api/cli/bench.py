@@ -13,7 +13,7 @@ from api.cli.runner import print_result, run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
 
-__all__ = ["append", "projections", "replay", "triad"]
+__all__ = ["api", "append", "projections", "replay", "triad"]
 
 
 def append(
@@ -88,5 +88,25 @@ def projections(
 
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, events=events, phase_seconds=seconds)
+
+    print_result(run_with_services(work), as_json)
+
+
+def api(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    seconds: Annotated[float, typer.Option(help="seconds per timed phase")] = 5.0,
+    tasks: Annotated[int, typer.Option(help="echo tasks in the end-to-end burst")] = 2000,
+    trials: Annotated[int, typer.Option(help="SIGKILLed workers to time the reclaim of")] = 5,
+) -> None:
+    """The API and workers as processes: submits/s and 202 latency, end-to-end tasks/s,
+    submit-to-start latency at 250 tasks/s, reclaim after a SIGKILL; beside raw Redis and
+    PostgreSQL ceilings. Flushes every chronicle:* key of the Redis it is given.
+
+    Example: chronicle bench api --json
+    """
+    from bench.api import run
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await run(svc.database_url, svc.redis_url, seconds=seconds, tasks=tasks, trials=trials)
 
     print_result(run_with_services(work), as_json)

@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -299,7 +299,7 @@ class Worker:
                     _reconcile_lock(), self.options.name, nx=True, ex=max(int(every), 1)
                 ):
                     async with self._pool.acquire() as conn:
-                        count = await reconcile(conn, self._redis)
+                        count = await reconcile(conn, self._redis, self.options.queues)
                     log.info("worker.reconciled", dispatched=count)
             except Exception as exc:  # the next round retries
                 log.warning("worker.reconcile_failed", error=str(exc))
@@ -358,6 +358,7 @@ FROM streams s
 JOIN events last ON last.stream_id = s.stream_id AND last.stream_version = s.version
 JOIN events first ON first.stream_id = s.stream_id AND first.stream_version = 1
 WHERE s.category = 'task' AND NOT s.archived AND last.event_type = ANY($1::text[])
+  AND first.data->>'priority' = ANY($2::text[])
 """
 _LIVE_TYPES = [
     "TaskSubmitted",
@@ -370,11 +371,12 @@ _LIVE_TYPES = [
 ]
 
 
-async def reconcile(conn: asyncpg.Connection, redis: Redis) -> int:
+async def reconcile(conn: asyncpg.Connection, redis: Redis, priorities: Sequence[str] = PRIORITIES) -> int:
     """Dispatch again, from the log, every task that is waiting to run or held; a retry not yet
     due goes back to the delayed set. A task dispatched twice runs once (see the module
-    docstring). Returns how many were dispatched."""
-    rows = await conn.fetch(_WAITING, _LIVE_TYPES)
+    docstring). Only tasks of ``priorities`` (the queues the calling worker serves): a
+    priority no worker serves is left alone. Returns how many were dispatched."""
+    rows = await conn.fetch(_WAITING, _LIVE_TYPES, list(priorities))
     now = datetime.now(UTC)
     for row in rows:
         task_id = row["stream_id"].split("-", 1)[1]
