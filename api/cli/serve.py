@@ -24,8 +24,13 @@ def serve(
     Example: chronicle serve --host 0.0.0.0 --port 8000
     """
     import uvicorn
+    import uvloop
 
     from api.http.app import create_app
+
+    # uvloop for the whole process (asyncpg and redis too): the server runs on the loop
+    # run_with_services starts, so uvicorn's own --loop choice would not apply.
+    uvloop.install()
 
     async def work(settings: Settings, svc: Services) -> None:
         app = create_app(settings, svc.database_url, svc.redis_url)

@@ -39,6 +39,7 @@ def worker(
     Example: chronicle worker --queues high,normal --concurrency 8 --handlers myapp.tasks
     """
     import redis.asyncio as aioredis
+    import uvloop
 
     from api.worker.worker import Worker, WorkerOptions
     from eventstore import EventStore
@@ -74,4 +75,5 @@ def worker(
                 await redis.aclose()
                 await pool.close()
 
+    uvloop.install()  # asyncpg and redis on uvloop: measured faster per task on this machine
     run_with_services(work)

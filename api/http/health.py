@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.http.services import Services, services
@@ -26,7 +26,7 @@ async def health() -> dict[str, str]:
 @router.get(
     "/ready", responses={200: {"description": "ready"}, 503: {"description": "not ready; the body says why"}}
 )
-async def ready(svc: Annotated[Services, Depends(services)]) -> ORJSONResponse:
+async def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     problems: list[str] = []
     if svc.draining:
         problems.append("draining")
@@ -42,7 +42,7 @@ async def ready(svc: Annotated[Services, Depends(services)]) -> ORJSONResponse:
     except Exception as exc:
         problems.append(f"redis: {exc}")
     body: dict[str, Any] = {"ready": not problems, "problems": problems}
-    return ORJSONResponse(body, status_code=503 if problems else 200)
+    return JSONResponse(body, status_code=503 if problems else 200)
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"description": "Prometheus text format"}})
