@@ -168,3 +168,20 @@ def test_migrate_reaches_head_and_is_idempotent(pg_server_url: str, tmp_path: Pa
         assert {"events", "streams", "snapshots", "projection_checkpoints"} <= asyncio.run(tables())
     finally:
         run_sync(_admin(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def test_bench_api_prints_every_figure_beside_its_ceilings(cli_env: dict[str, str]) -> None:
+    """`chronicle bench api --json`: both ceilings, the four phases and the five targets."""
+    args = ("bench", "api", "--json", "--seconds", "0.5", "--tasks", "40", "--trials", "1")
+    result = json.loads(chronicle(*args, env=cli_env).stdout)
+    assert result["ceiling"]["redis_stream_round_trip"]["round_trips_per_s"] > 0
+    assert result["ceiling"]["raw_single_event_append_32"]["events_per_s"] > 0
+    assert result["submits"]["submits_per_s"] > 0 and result["end_to_end"]["tasks"] == 40
+    assert result["submit_to_start"]["tasks"] == 125 and result["reclaim"]["trials"] == 1
+    assert [t["target"] for t in result["targets"]] == [
+        "end-to-end echo tasks/s",
+        "submit to start p50 ms at 250 tasks/s",
+        "submit to start p99 ms at 250 tasks/s",
+        "202 p99 ms, 32 clients",
+        "reclaim after a SIGKILLed worker, p99 s",
+    ]
