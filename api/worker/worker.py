@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -56,6 +56,7 @@ from core.domain.task import (
     TaskStatus,
     TimeOutTask,
 )
+from core.errors import RetriableError
 from eventstore import EventStore
 from eventstore.redis.keys import PREFIX, queue_key
 from eventstore.redis.queues import GROUP, PRIORITIES, dispatch, dispatch_later, ensure_groups, release_due
@@ -137,11 +138,15 @@ class Worker:
     async def _claim_loop(self, index: int) -> None:
         consumer = f"{self.options.name}/{index}"
         while not self._draining.is_set():
-            found = await self._next(consumer)
-            if found is None:
-                continue
-            queue, message_id, task_id = found
-            await self._process(queue, message_id, task_id)
+            try:
+                found = await self._next(consumer)
+                if found is not None:
+                    await self._process(*found)
+            except Exception as exc:
+                # PostgreSQL or Redis away, a lost race retried too often: the message stays
+                # pending (unacknowledged) and the reaper hands it out again; pause and go on.
+                log.warning("worker.claim_failed", error=str(exc), consumer=consumer)
+                await asyncio.sleep(0.5)
 
     async def _next(self, consumer: str) -> tuple[str, str, str] | None:
         self._claims += 1
@@ -245,36 +250,37 @@ class Worker:
             )
             return
         work = asyncio.create_task(run_handler(fn, state.payload, ctx))
+        # The heartbeat keeps the lease until the outcome is recorded, so a database blip while
+        # recording it does not hand the task to another worker to run a second time.
         heartbeat = asyncio.create_task(self._heartbeat(task_id, token, context, work))
         try:
-            result = await work
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                work.cancel()
-                raise  # this worker is being stopped: the lease runs out and the task is reclaimed
-            log.info("task.cancelled_while_running", task_id=task_id)
-            return  # the heartbeat found it cancelled or taken over; nothing to record
-        except NonRetryable as exc:
-            await self._end_attempt(
-                task_id,
-                context,
-                FailTask(task_id, token, str(exc), datetime.now(UTC)),
-                error=str(exc),
-                retryable=False,
-            )
-            return
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            await self._end_attempt(
-                task_id, context, FailTask(task_id, token, error, datetime.now(UTC)), error=error
-            )
-            return
+            try:
+                result = await work
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    work.cancel()
+                    raise  # this worker is being stopped: the lease runs out and the task is reclaimed
+                log.info("task.cancelled_while_running", task_id=task_id)
+                return  # the heartbeat found it cancelled or taken over; nothing to record
+            except NonRetryable as exc:
+                reason = str(exc)
+                fail = FailTask(task_id, token, reason, datetime.now(UTC))
+                await _persist(
+                    lambda: self._end_attempt(task_id, context, fail, error=reason, retryable=False)
+                )
+                return
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                fail = FailTask(task_id, token, error, datetime.now(UTC))
+                await _persist(lambda: self._end_attempt(task_id, context, fail, error=error))
+                return
+            done = CompleteTask(task_id, token, datetime.now(UTC), result)
+            await _persist(lambda: self._do(done, context))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-        await self._do(CompleteTask(task_id, token, datetime.now(UTC), result), context)
 
     async def _heartbeat(
         self, task_id: str, token: int, context: CommandContext, work: asyncio.Task[Any]
@@ -327,6 +333,22 @@ class Worker:
                             await self._ack(queue, _text(message_id))
             except Exception as exc:  # keep reaping through a blip; the next round retries
                 log.warning("worker.reap_failed", error=str(exc))
+
+
+async def _persist(write: Callable[[], Awaitable[Any]], patience_s: float = 60.0) -> None:
+    """Run ``write`` (recording an outcome), again while the database is away, for up to
+    ``patience_s`` seconds; the heartbeat holds the lease meanwhile."""
+    deadline = time.monotonic() + patience_s
+    pause = 0.1
+    while True:
+        try:
+            await write()
+            return
+        except RetriableError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 class Held(Exception):
