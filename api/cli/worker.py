@@ -32,6 +32,7 @@ def worker(
     name: Annotated[str | None, typer.Option(help="the worker's agent id [default: host-pid]")] = None,
     lease_seconds: Annotated[float, typer.Option(min=0.5, help="a task's lease; renewed every third")] = 10.0,
     backoff_seconds: Annotated[float, typer.Option(min=0.0, help="the first retry's longest wait")] = 1.0,
+    metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port")] = None,
 ) -> None:
     """Claim tasks from the priority queues and run them; SIGTERM stops claiming and lets the
     tasks in hand finish.
@@ -63,6 +64,11 @@ def worker(
 
     async def work(settings: Settings, svc: Services) -> None:
         import asyncio
+
+        if metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(metrics_port)
 
         async with await EventStore.connect(svc.database_url, settings) as store:
             pool = await create_pool(svc.database_url, 2)

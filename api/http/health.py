@@ -3,14 +3,16 @@ Redis, the schema at head, the read models within their lag, not draining) and `
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from api.http.services import Services, services
 from eventstore.migrate import check_at_head
+from eventstore.redis.queues import PRIORITIES, queue_depth
 from projections.runner.status import lagging, statuses
 
 __all__ = ["router"]
@@ -45,6 +47,14 @@ async def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
+QUEUE_DEPTH = Gauge(
+    "chronicle_queue_depth", "tasks dispatched and not yet acknowledged, by priority", ["priority"]
+)
+
+
 @router.get("/metrics", response_class=Response, responses={200: {"description": "Prometheus text format"}})
-async def metrics() -> Response:
+async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
+    with contextlib.suppress(Exception):  # Redis away: the other metrics still answer
+        for priority in PRIORITIES:
+            QUEUE_DEPTH.labels(priority).set(await queue_depth(svc.redis, priority))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -41,6 +41,7 @@ import structlog
 from redis.asyncio import Redis
 
 from api.worker.handlers import HANDLERS, NonRetryable, TaskContext, run_handler
+from api.worker.metrics import HEARTBEAT, OUTCOMES, QUEUE_WAIT, RUN_TIME
 from core.domain import AGENT, TASK, CommandContext, Handled, handle
 from core.domain.agent import BringAgentOnline, RegisterAgent
 from core.domain.errors import CommandRefused
@@ -149,6 +150,7 @@ class Worker:
                 await asyncio.sleep(0.5)
 
     async def _next(self, consumer: str) -> tuple[str, str, str] | None:
+        HEARTBEAT.set_to_current_time()
         self._claims += 1
         order = [q for q in _ORDERS[self._claims % len(_ORDERS)] if q in self.options.queues]
         for i, queue in enumerate(order):
@@ -202,6 +204,8 @@ class Worker:
         assigned = await self._do(AssignTask(task_id, self.options.name, lease, now), context)
         token = assigned.state.fencing_token
         started = await self._do(StartTask(task_id, token, datetime.now(UTC)), context)
+        waited_since = state.retry_not_before or events[0].recorded_at
+        QUEUE_WAIT.observe(max((datetime.now(UTC) - waited_since).total_seconds(), 0.0))
         return started.state
 
     async def _end_attempt(
@@ -217,6 +221,7 @@ class Worker:
         when attempts are spent or the error is not retryable, the dead letter."""
         ended = await self._do(command, context)
         state = ended.state
+        OUTCOMES.labels("failed" if isinstance(command, FailTask) else "timed_out").inc()
         now = datetime.now(UTC)
         if retryable and state.attempt < state.max_attempts:
             wait = backoff_s(
@@ -249,6 +254,7 @@ class Worker:
                 retryable=False,
             )
             return
+        began = time.perf_counter()
         work = asyncio.create_task(run_handler(fn, state.payload, ctx))
         # The heartbeat keeps the lease until the outcome is recorded, so a database blip while
         # recording it does not hand the task to another worker to run a second time.
@@ -262,6 +268,7 @@ class Worker:
                     work.cancel()
                     raise  # this worker is being stopped: the lease runs out and the task is reclaimed
                 log.info("task.cancelled_while_running", task_id=task_id)
+                OUTCOMES.labels("lost").inc()
                 return  # the heartbeat found it cancelled or taken over; nothing to record
             except NonRetryable as exc:
                 reason = str(exc)
@@ -277,7 +284,9 @@ class Worker:
                 return
             done = CompleteTask(task_id, token, datetime.now(UTC), result)
             await _persist(lambda: self._do(done, context))
+            OUTCOMES.labels("completed").inc()
         finally:
+            RUN_TIME.labels(state.handler).observe(time.perf_counter() - began)
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -291,6 +300,7 @@ class Worker:
             try:
                 renew = RenewTaskLease(task_id, token, now + timedelta(seconds=self.options.lease_s), now)
                 await self._do(renew, context)
+                HEARTBEAT.set_to_current_time()
             except CommandRefused as exc:  # cancelled, or the lease went to another worker
                 log.info("task.lease_lost", task_id=task_id, reason=str(exc))
                 work.cancel()

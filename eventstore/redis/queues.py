@@ -14,7 +14,16 @@ from redis.exceptions import ResponseError
 
 from eventstore.redis.keys import PREFIX, queue_key
 
-__all__ = ["GROUP", "PRIORITIES", "delayed_key", "dispatch", "dispatch_later", "ensure_groups", "release_due"]
+__all__ = [
+    "GROUP",
+    "PRIORITIES",
+    "delayed_key",
+    "dispatch",
+    "dispatch_later",
+    "ensure_groups",
+    "queue_depth",
+    "release_due",
+]
 
 PRIORITIES = ("high", "normal", "low")
 GROUP = "workers"
@@ -51,6 +60,20 @@ async def release_due(redis: Redis, now_unix_s: float) -> int:
     """Dispatch the retries whose time has come; how many."""
     moved = await redis.eval(_RELEASE, 1, delayed_key(), str(now_unix_s), f"{PREFIX}:queue:")
     return int(moved)
+
+
+async def queue_depth(redis: Redis, priority: str) -> int:
+    """Messages of the priority's stream not yet delivered to a worker, plus those delivered
+    and not yet acknowledged (XINFO GROUPS: lag + pending)."""
+    try:
+        groups = await redis.xinfo_groups(queue_key(priority))
+    except ResponseError:  # no such stream yet
+        return 0
+    for group in groups:
+        name = group["name"].decode() if isinstance(group["name"], bytes) else group["name"]
+        if name == GROUP:
+            return int(group.get("lag") or 0) + int(group["pending"])
+    return int(await redis.xlen(queue_key(priority)))
 
 
 async def ensure_groups(redis: Redis) -> None:

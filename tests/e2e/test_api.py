@@ -214,12 +214,24 @@ async def test_cancel_ends_a_queued_task_once_and_only_for_its_tenant(
         assert got.json()["status"] == "cancelled"
 
 
-async def test_health_ready_metrics_and_an_openapi_document_that_declares_the_errors(base_url: str) -> None:
+async def test_health_ready_metrics_and_an_openapi_document_that_declares_the_errors(
+    base_url: str, keys: dict[str, str]
+) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
+        waiting = {"type": "echo", "priority": "high"}  # no worker runs in this module: it waits
+        assert (await client.post("/v1/tasks", json=waiting, headers=auth(keys["acme"]))).status_code == 202
         assert (await client.get("/health")).json() == {"status": "ok"}
         ready = await client.get("/ready")
         assert ready.status_code == 200, ready.text
-        assert "chronicle_http_requests_total" in (await client.get("/metrics")).text
+        exported = (await client.get("/metrics")).text
+        assert "chronicle_http_requests_total" in exported
+        # The high-priority task submitted above waits: no worker runs in this module.
+        depth = next(
+            line
+            for line in exported.splitlines()
+            if line.startswith('chronicle_queue_depth{priority="high"}')
+        )
+        assert float(depth.split()[-1]) >= 1
         spec = (await client.get("/openapi.json")).json()
     submit = spec["paths"]["/v1/tasks"]["post"]["responses"]
     assert {"202", "401", "403", "422", "503"} <= submit.keys()

@@ -139,7 +139,8 @@ async def history(db: asyncpg.Connection, task_id: str) -> list[tuple[str, dict[
 async def test_tasks_run_to_completion_once_and_failures_retry_then_dead_letter(
     env: dict[str, str], api: str, key: str, db: asyncpg.Connection
 ) -> None:
-    worker = start_worker(env, "w-main", "--concurrency", "4")
+    metrics_port = _free_port()
+    worker = start_worker(env, "w-main", "--concurrency", "4", "--metrics-port", str(metrics_port))
     try:
         async with httpx.AsyncClient(base_url=api, timeout=10) as client:
             echoes = [await submit(client, key, {"type": "echo", "payload": {"i": i}}) for i in range(20)]
@@ -156,6 +157,15 @@ async def test_tasks_run_to_completion_once_and_failures_retry_then_dead_letter(
             types = [t for t, _ in await history(db, task_id)]
             assert types == ["TaskSubmitted", "TaskAssigned", "TaskStarted", "TaskCompleted"], types
             assert (await history(db, task_id))[-1][1]["result"] == {"echo": {"i": i}}
+        async with httpx.AsyncClient() as scraper:
+            exported = (await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+        counts = {
+            line.split('"')[1]: float(line.split()[-1])
+            for line in exported.splitlines()
+            if line.startswith("chronicle_worker_tasks_total{")
+        }
+        assert counts["completed"] == 20 and counts["failed"] == 3 + 1 + 1, counts
+        assert "chronicle_task_queue_wait_seconds_count" in exported
         flaky_types = [t for t, _ in await history(db, flaky)]
         assert flaky_types.count("TaskFailed") == 3 and flaky_types.count("TaskRetryScheduled") == 2
         assert [t for t, _ in await history(db, fatal)].count("TaskFailed") == 1
