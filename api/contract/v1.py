@@ -11,7 +11,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ErrorBody", "EventView", "TaskAccepted", "TaskList", "TaskSubmission", "TaskView"]
+__all__ = [
+    "BulkFilter",
+    "BulkResult",
+    "ErrorBody",
+    "EventView",
+    "TaskAccepted",
+    "TaskList",
+    "TaskSubmission",
+    "TaskView",
+]
 
 VERSION = 1
 Priority = Literal["high", "normal", "low"]
@@ -64,6 +73,25 @@ class TaskList(BaseModel):
 
     tasks: list[TaskView]
     cursor: str | None
+
+
+class BulkFilter(BaseModel):
+    """Which of the tenant's tasks a bulk cancel or retry touches (all of them when empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: (
+        Literal["pending", "assigned", "running", "failed", "timed_out", "retry_scheduled", "dead_lettered"]
+        | None
+    ) = None
+    priority: Priority | None = None
+    reason: str = Field(default="cancelled in bulk", min_length=1, max_length=500)
+
+
+class BulkResult(BaseModel):
+    matched: int
+    changed: int
+    refused: int
 
 
 class EventView(BaseModel):

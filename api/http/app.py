@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.http import errors, health, tasks
+from api.http import agents, audit, errors, health, tasks
 from api.http.services import Services
 from core.settings import Settings
 from eventstore import EventStore
@@ -83,6 +83,9 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI
     errors.install(app)
     app.include_router(health.router)
     app.include_router(tasks.router)
+    app.include_router(agents.agents_router)
+    app.include_router(agents.streams_router)
+    app.include_router(audit.router)
 
     app.add_middleware(Measured)
 

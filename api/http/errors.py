@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from core.domain.errors import CommandRefused, InvalidCommand
 from core.errors import ConcurrencyError, InvalidInput, RetriableError
+from projections.audit import AuditIndexNotBuilt
 
 __all__ = ["ERRORS", "install"]
 
@@ -56,6 +57,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ConcurrencyError)
     async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:
         return _body(409, str(exc))
+
+    @app.exception_handler(AuditIndexNotBuilt)
+    async def no_index(_: Request, exc: AuditIndexNotBuilt) -> JSONResponse:
+        return _body(503, str(exc), headers={"Retry-After": "5"})
 
     @app.exception_handler(RetriableError)
     async def away(_: Request, exc: RetriableError) -> JSONResponse:

@@ -22,13 +22,24 @@ import orjson
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.contract.v1 import ErrorBody, EventView, Priority, TaskAccepted, TaskList, TaskSubmission, TaskView
+from api.contract.v1 import (
+    BulkFilter,
+    BulkResult,
+    ErrorBody,
+    EventView,
+    Priority,
+    TaskAccepted,
+    TaskList,
+    TaskSubmission,
+    TaskView,
+)
 from api.http.auth import requires
 from api.http.errors import ERRORS
 from api.http.services import Services, services
 from core.domain import TASK, CommandContext, handle
+from core.domain.errors import CommandRefused
 from core.domain.registry import DOMAIN_EVENTS
-from core.domain.task import CancelTask, SubmitTask, TaskState, TaskStatus
+from core.domain.task import CancelTask, RequeueTask, SubmitTask, TaskState, TaskStatus
 from core.domain.task.events import Priority as DomainPriority
 from core.events import RecordedEvent, uuid7
 from eventstore.apikeys import Principal
@@ -44,6 +55,9 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 _IDEMPOTENT_TASKS = uuid.UUID("0b9f2f64-3c1e-4f6a-9d87-2a51c1f0e7d4")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "no such task for this key's tenant"}
+}
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorBody, "description": "the task's state does not allow it (it has ended, say)"}
 }
 Writer = Annotated[Principal, Depends(requires("tasks:write"))]
 Reader = Annotated[Principal, Depends(requires("tasks:read"))]
@@ -161,7 +175,7 @@ async def task_events(
     if not events:
         raise HTTPException(404, f"no task {task_id}")
     if "text/event-stream" not in request.headers.get("accept", ""):
-        return [_event_view(e) for e in events]
+        return [event_view(e) for e in events]
     return StreamingResponse(
         _live(svc, reader, stream, last_event_id or 0),
         media_type="text/event-stream",
@@ -176,7 +190,7 @@ async def _live(svc: Services, reader: TenantReader, stream: str, after: int) ->
         seen = svc.store.appends_seen
         events = await reader.read_stream(stream, from_version=after + 1)
         for event in events:
-            body = orjson.dumps(_event_view(event).model_dump(mode="json"))
+            body = orjson.dumps(event_view(event).model_dump(mode="json"))
             yield b"id: %d\nevent: %s\ndata: %s\n\n" % (event.stream_version, event.type.encode(), body)
             after = event.stream_version
             if event.type in _TERMINAL:
@@ -186,7 +200,7 @@ async def _live(svc: Services, reader: TenantReader, stream: str, after: int) ->
         await svc.store.wait_for_append(seen, 15.0)
 
 
-def _event_view(event: RecordedEvent) -> EventView:
+def event_view(event: RecordedEvent) -> EventView:
     return EventView(
         version=event.stream_version,
         position=event.global_position,
@@ -253,9 +267,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise HTTPException(422, "cursor: not a cursor this API gave out") from exc
 
 
-@router.post(
-    "/{task_id}/cancel", response_model=TaskView, responses={**ERRORS, **NOT_FOUND, 409: {"model": ErrorBody}}
-)
+@router.post("/{task_id}/cancel", response_model=TaskView, responses={**ERRORS, **NOT_FOUND, **CONFLICT})
 async def cancel(task_id: str, principal: Writer, svc: Svc, reason: str = "cancelled by request") -> TaskView:
     """Cancel a task that has not ended; a queued one can never start afterwards."""
     stream = TASK.stream_id(_checked(task_id))
@@ -266,3 +278,68 @@ async def cancel(task_id: str, principal: Writer, svc: Svc, reason: str = "cance
         svc.store, stream, CancelTask(task_id, reason, datetime.now(UTC)), TASK, _context(principal)
     )
     return _view(handled.state, mine[0].tenant_id, mine[0].recorded_at, handled.version)
+
+
+@router.post("/{task_id}/retry", response_model=TaskView, responses={**ERRORS, **NOT_FOUND, **CONFLICT})
+async def retry(task_id: str, principal: Writer, svc: Svc) -> TaskView:
+    """Put a dead-lettered task back in its queue, with its attempts counted afresh."""
+    stream = TASK.stream_id(_checked(task_id))
+    mine = await svc.store.as_tenant(principal.tenant_id).read_stream(stream, to_version=1)
+    if not mine:
+        raise HTTPException(404, f"no task {task_id}")
+    handled = await handle(
+        svc.store, stream, RequeueTask(task_id, datetime.now(UTC)), TASK, _context(principal)
+    )
+    await dispatch(svc.redis, task_id, handled.state.priority.value)
+    return _view(handled.state, mine[0].tenant_id, mine[0].recorded_at, handled.version)
+
+
+@router.post("/bulk-cancel", response_model=BulkResult, responses=ERRORS)
+async def bulk_cancel(body: BulkFilter, principal: Writer, svc: Svc) -> BulkResult:
+    """Cancel every task of the key's tenant that the filter matches on the task board (a read
+    model: a task submitted in the last moments may not be on it yet). Tasks that ended
+    meanwhile are counted as refused."""
+    return await _bulk(body, principal, svc, lambda task_id, at: CancelTask(task_id, body.reason, at))
+
+
+@router.post("/bulk-retry", response_model=BulkResult, responses=ERRORS)
+async def bulk_retry(body: BulkFilter, principal: Writer, svc: Svc) -> BulkResult:
+    """Requeue every dead-lettered task the filter matches (``status`` defaults to it)."""
+    flt = body if body.status is not None else body.model_copy(update={"status": "dead_lettered"})
+    return await _bulk(flt, principal, svc, lambda task_id, at: RequeueTask(task_id, at), dispatching=True)
+
+
+async def _bulk(
+    flt: BulkFilter, principal: Principal, svc: Services, command: Any, *, dispatching: bool = False
+) -> BulkResult:
+    matched = done = refused = 0
+    after = None
+    while True:
+        async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+            rows = await tasks(
+                conn,
+                tenant_id=principal.tenant_id,
+                status=None if flt.status is None else TaskStatus(flt.status),
+                priority=None if flt.priority is None else DomainPriority(flt.priority),
+                after=after,
+                limit=500,
+            )
+        for row in rows:
+            matched += 1
+            try:
+                handled = await handle(
+                    svc.store,
+                    TASK.stream_id(row.task_id),
+                    command(row.task_id, datetime.now(UTC)),
+                    TASK,
+                    _context(principal),
+                )
+            except CommandRefused:
+                refused += 1
+                continue
+            done += 1
+            if dispatching:
+                await dispatch(svc.redis, row.task_id, handled.state.priority.value)
+        if len(rows) < 500:
+            return BulkResult(matched=matched, changed=done, refused=refused)
+        after = rows[-1].cursor

@@ -81,6 +81,7 @@ async def keys(db: asyncpg.Connection) -> dict[str, str]:
         "acme": await create_key(db, "acme", "acme-bot", ("tasks:write", "tasks:read")),
         "acme-reader": await create_key(db, "acme", "acme-viewer", ("tasks:read",)),
         "globex": await create_key(db, "globex", "globex-bot", ("admin",)),
+        "acme-admin": await create_key(db, "acme", "acme-admin", ("admin",)),
     }
 
 
@@ -146,16 +147,31 @@ async def test_64_concurrent_duplicates_of_an_idempotent_submit_store_one_task(
         assert theirs.status_code == 202 and theirs.json()["task_id"] != task_id
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body"),
-    [
-        ("POST", "/v1/tasks", {"type": "echo"}),
-        ("GET", "/v1/tasks/x", None),
-        ("GET", "/v1/tasks", None),
-        ("POST", "/v1/tasks/x/cancel", None),
-    ],
-)
-async def test_every_task_route_answers_401_without_a_valid_key(
+ROUTES = [
+    ("POST", "/v1/tasks", {"type": "echo"}),
+    ("GET", "/v1/tasks/x", None),
+    ("GET", "/v1/tasks", None),
+    ("POST", "/v1/tasks/x/cancel", None),
+    ("POST", "/v1/tasks/x/retry", None),
+    ("GET", "/v1/tasks/x/events", None),
+    ("POST", "/v1/tasks/bulk-cancel", {}),
+    ("POST", "/v1/tasks/bulk-retry", {}),
+    ("POST", "/v1/agents", {"agent_id": "a", "name": "a"}),
+    ("GET", "/v1/agents", None),
+    ("GET", "/v1/agents/a", None),
+    ("DELETE", "/v1/agents/a", None),
+    ("GET", "/v1/streams/task-x/events", None),
+    ("GET", "/v1/streams/task-x/state", None),
+    ("GET", "/v1/audit/events", None),
+    ("GET", "/v1/audit/export", None),
+    ("GET", "/v1/audit/proofs/00000000-0000-0000-0000-000000000000", None),
+    ("GET", "/v1/audit/checkpoint", None),
+    ("GET", "/v1/audit/verify/task-x", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ROUTES)
+async def test_every_route_answers_401_without_a_valid_key(
     base_url: str, keys: dict[str, str], method: str, path: str, body: Any
 ) -> None:
     async with httpx.AsyncClient(base_url=base_url) as client:
@@ -236,3 +252,50 @@ async def test_health_ready_metrics_and_an_openapi_document_that_declares_the_er
     submit = spec["paths"]["/v1/tasks"]["post"]["responses"]
     assert {"202", "401", "403", "422", "503"} <= submit.keys()
     assert {"404", "409"} <= spec["paths"]["/v1/tasks/{task_id}/cancel"]["post"]["responses"].keys()
+
+
+async def test_agents_are_registered_read_and_deregistered_by_their_tenant_only(
+    base_url: str, keys: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        body = {"agent_id": "planner-1", "name": "planner", "capabilities": ["gpu"]}
+        assert (await client.post("/v1/agents", json=body, headers=auth(keys["acme"]))).status_code == 403
+        r = await client.post("/v1/agents", json=body, headers=auth(keys["globex"]))
+        assert r.status_code == 201 and r.json()["capabilities"] == ["gpu"]
+        taken = await client.post("/v1/agents", json=body, headers=auth(keys["acme-admin"]))
+        assert taken.status_code == 409
+        assert (await client.get("/v1/agents/planner-1", headers=auth(keys["acme"]))).status_code == 404
+        mine = await client.get("/v1/agents/planner-1", headers=auth(keys["globex"]))
+        assert (
+            mine.status_code == 200 and mine.json()["state"]["status"] == "offline"
+        )  # registered, not online yet
+        gone = await client.delete("/v1/agents/planner-1", headers=auth(keys["globex"]))
+        assert gone.status_code == 200 and gone.json()["state"]["status"] == "deregistered"
+        listed = await client.get("/v1/agents", headers=auth(keys["globex"]))
+        assert listed.status_code == 200 and "agents" in listed.json()
+
+
+async def test_a_streams_events_and_its_state_at_a_version_for_its_tenant_only(
+    base_url: str, keys: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        task_id = (
+            await client.post("/v1/tasks", json={"type": "echo"}, headers=auth(keys["globex"]))
+        ).json()["task_id"]
+        await client.post(f"/v1/tasks/{task_id}/cancel", headers=auth(keys["globex"]))
+        path = f"/v1/streams/task-{task_id}"
+        events = (await client.get(f"{path}/events", headers=auth(keys["globex"]))).json()
+        assert [e["type"] for e in events] == ["TaskSubmitted", "TaskCancelled"]
+        at_1 = (await client.get(f"{path}/state", params={"version": 1}, headers=auth(keys["globex"]))).json()
+        assert (at_1["version"], at_1["state"]["status"]) == (1, "pending")
+        now = (await client.get(f"{path}/state", headers=auth(keys["globex"]))).json()
+        assert now["state"]["status"] == "cancelled"
+        assert (await client.get(f"{path}/events", headers=auth(keys["acme-admin"]))).status_code == 404
+        assert (await client.get(f"{path}/events", headers=auth(keys["acme-reader"]))).status_code == 403
+        assert (
+            await client.get("/v1/streams/not a stream/events", headers=auth(keys["globex"]))
+        ).status_code == 404
+        both = await client.get(
+            f"{path}/state", params={"version": 1, "position": 1}, headers=auth(keys["globex"])
+        )
+        assert both.status_code == 422

@@ -95,6 +95,10 @@ def start_worker(env: dict[str, str], name: str, *extra: str) -> subprocess.Pope
     )
 
 
+def start_daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([*CLI, "projections", "run"], env=env, cwd=ROOT)
+
+
 def stop(worker: subprocess.Popen[bytes]) -> None:
     worker.terminate()
     try:
@@ -318,3 +322,91 @@ async def test_the_python_clients_submit_follow_and_report_errors(
         assert (status, types[0], types[-1], bad) == ("completed", "TaskAssigned", "TaskCompleted", 422)
     finally:
         stop(worker)
+
+
+async def test_dead_letters_are_listed_and_retried_in_bulk(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    daemon = start_daemon(env)
+    worker = start_worker(env, "w-bulk", "--concurrency", "2")
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+            doomed = [
+                await submit(client, key, {"type": "fail", "payload": {"retryable": False}}) for _ in range(3)
+            ]
+            done = await submit(client, key, {"type": "echo"})
+            for task_id in doomed:
+                await until(client, key, task_id, "dead_lettered")
+            await until(client, key, done, "completed")
+            assert (await client.post(f"/v1/tasks/{done}/retry", headers=headers)).status_code == 409
+
+            async def listed() -> set[str]:
+                page = await client.get("/v1/tasks", params={"status": "dead_lettered"}, headers=headers)
+                return {t["task_id"] for t in page.json()["tasks"]}
+
+            deadline = time.monotonic() + 30
+            while not set(doomed) <= await listed():  # the task board follows within its lag
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            expected = await listed()
+            r = await client.post("/v1/tasks/bulk-retry", json={}, headers=headers)
+            assert r.status_code == 200
+            assert r.json() == {"matched": len(expected), "changed": len(expected), "refused": 0}
+        for task_id in doomed:
+            assert "TaskRequeued" in [t for t, _ in await history(db, task_id)]
+    finally:
+        stop(worker)
+        stop(daemon)
+
+
+async def test_the_audit_trail_proofs_and_verification_over_http(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    from core.proofs import bundle
+    from eventstore.audit.keys import known_verifiers
+
+    auditor = {"Authorization": f"Bearer {await create_key(db, 'acme', 'auditor', ('audit:read',))}"}
+    stranger = {"Authorization": f"Bearer {await create_key(db, 'globex', 'nosy', ('audit:read',))}"}
+    daemon = start_daemon(env)
+    worker = start_worker(env, "w-audit", "--concurrency", "1")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+            task_id = await submit(client, key, {"type": "echo", "payload": {"audited": True}})
+            await until(client, key, task_id, "completed")
+            stream = f"task-{task_id}"
+            deadline = time.monotonic() + 30
+            while True:  # the audit index and the seals follow the log within their lag
+                page = (
+                    await client.get("/v1/audit/events", params={"stream": stream}, headers=auditor)
+                ).json()
+                first = page["events"][0]["event_id"] if page["events"] else None
+                proof = await client.get(f"/v1/audit/proofs/{first}", headers=auditor) if first else None
+                if len(page["events"]) == 4 and proof is not None and proof.status_code == 200:
+                    break
+                assert time.monotonic() < deadline, page
+                await asyncio.sleep(0.2)
+            assert [e["type"] for e in page["events"]][-1] == "TaskCompleted"
+            assert page["events"][0]["metadata"]["actor"] == "tester"
+            # The proof checks offline against the log's public keys.
+            checked = bundle.check(proof.json(), await known_verifiers(db))
+            assert checked.event is not None and checked.event["event_id"] == first
+            assert (await client.get("/v1/audit/checkpoint", headers=auditor)).text.startswith("chronicle")
+            verified = (await client.get(f"/v1/audit/verify/{stream}", headers=auditor)).json()
+            assert verified["ok"] and verified["events"] == 4
+            csv_text = (
+                await client.get(
+                    "/v1/audit/export", params={"stream": stream, "format": "csv"}, headers=auditor
+                )
+            ).text
+            assert csv_text.splitlines()[0].startswith("global_position,") and len(csv_text.splitlines()) == 5
+            # Another tenant's auditor sees none of it.
+            theirs = (
+                await client.get("/v1/audit/events", params={"stream": stream}, headers=stranger)
+            ).json()
+            assert theirs["events"] == []
+            assert (await client.get(f"/v1/audit/proofs/{first}", headers=stranger)).status_code == 404
+            assert (await client.get(f"/v1/audit/verify/{stream}", headers=stranger)).status_code == 404
+    finally:
+        stop(worker)
+        stop(daemon)

@@ -134,7 +134,7 @@ async def test_a_tenant_sees_only_its_own_rows_in_every_table_and_view(
         "SELECT r FROM unnest($1::text[]) r WHERE has_table_privilege('chronicle_tenant', r, 'SELECT')", every
     )
     relations = [r[0] for r in granted]
-    assert set(every) - set(relations) == {"subject_keys"}  # data keys: never a tenant's to read
+    assert set(every) - set(relations) == {"subject_keys", "api_keys"}  # keys are never a tenant's to read
     owners_count = {
         r: await conn.fetchval(f"SELECT count(*) FROM {r} WHERE tenant_id = $1", tenant) for r in relations
     }
