@@ -48,14 +48,26 @@ def _list_params(status: str | None, priority: str | None, cursor: str | None, l
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _sse_events(lines: Iterator[str]) -> Iterator[EventView]:
-    data = None
-    for line in lines:
+class _Sse:
+    """Server-sent events, a line at a time: an event ends at its blank line."""
+
+    def __init__(self) -> None:
+        self._data: str | None = None
+
+    def feed(self, line: str) -> EventView | None:
         if line.startswith("data: "):
-            data = line[6:]
-        elif line == "" and data is not None:
-            yield EventView.model_validate(orjson.loads(data))
-            data = None
+            self._data = line[6:]
+        elif line == "" and self._data is not None:
+            data, self._data = self._data, None
+            return EventView.model_validate(orjson.loads(data))
+        return None
+
+
+def _follow_headers(after_version: int | None) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream"}
+    if after_version is not None:
+        headers["Last-Event-ID"] = str(after_version)
+    return headers
 
 
 class Client:
@@ -114,14 +126,12 @@ class Client:
 
     def follow(self, task_id: str, after_version: int | None = None) -> Iterator[EventView]:
         """The task's events as they happen (SSE), after ``after_version``; ends at its end."""
-        headers = {"Accept": "text/event-stream"}
-        if after_version is not None:
-            headers["Last-Event-ID"] = str(after_version)
-        with self._http.stream(
-            "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=None
-        ) as response:
-            _raise_for(response)
-            yield from _sse_events(response.iter_lines())
+        path, sse = f"/v1/tasks/{task_id}/events", _Sse()
+        with self._http.stream("GET", path, headers=_follow_headers(after_version), timeout=None) as r:
+            _raise_for(r)
+            for line in r.iter_lines():
+                if (event := sse.feed(line)) is not None:
+                    yield event
 
 
 class AsyncClient:
@@ -178,17 +188,10 @@ class AsyncClient:
         return [EventView.model_validate(e) for e in await self._call("GET", f"/v1/tasks/{task_id}/events")]
 
     async def follow(self, task_id: str, after_version: int | None = None) -> AsyncIterator[EventView]:
-        headers = {"Accept": "text/event-stream"}
-        if after_version is not None:
-            headers["Last-Event-ID"] = str(after_version)
-        async with self._http.stream(
-            "GET", f"/v1/tasks/{task_id}/events", headers=headers, timeout=None
-        ) as r:
+        """The task's events as they happen (SSE), after ``after_version``; ends at its end."""
+        path, sse = f"/v1/tasks/{task_id}/events", _Sse()
+        async with self._http.stream("GET", path, headers=_follow_headers(after_version), timeout=None) as r:
             _raise_for(r)
-            data = None
             async for line in r.aiter_lines():
-                if line.startswith("data: "):
-                    data = line[6:]
-                elif line == "" and data is not None:
-                    yield EventView.model_validate(orjson.loads(data))
-                    data = None
+                if (event := sse.feed(line)) is not None:
+                    yield event

@@ -252,6 +252,13 @@ async def submit_to_start(
     return {"rate_per_s": rate, "tasks": len(waits), **summary(waits)}
 
 
+def _reclaim_worker(env: dict[str, str], name: str) -> contextlib.AbstractAsyncContextManager[Any]:
+    lease = str(LEASE_S)
+    return _process(
+        env, "worker", "--name", name, "--queues", "normal", "--lease-seconds", lease, "--concurrency", "1"
+    )
+
+
 async def reclaim(
     base: str, key: str, env: dict[str, str], conn: asyncpg.Connection, trials: int
 ) -> dict[str, Any]:
@@ -259,36 +266,14 @@ async def reclaim(
     times: list[float] = []
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         for trial in range(trials):
-            async with _process(
-                env,
-                "worker",
-                "--name",
-                f"doomed-{trial}",
-                "--queues",
-                "normal",
-                "--lease-seconds",
-                str(LEASE_S),
-                "--concurrency",
-                "1",
-            ) as doomed:
+            async with _reclaim_worker(env, f"doomed-{trial}") as doomed:
                 r = await client.post("/v1/tasks", json={"type": "sleep", "payload": {"seconds": 30}})
                 task_id = r.json()["task_id"]
                 await _until(functools.partial(_field_is, client, task_id, "status", "running"), "never ran")
                 doomed.kill()
                 killed = time.perf_counter()
                 await doomed.wait()
-                async with _process(
-                    env,
-                    "worker",
-                    "--name",
-                    f"heir-{trial}",
-                    "--queues",
-                    "normal",
-                    "--lease-seconds",
-                    str(LEASE_S),
-                    "--concurrency",
-                    "1",
-                ):
+                async with _reclaim_worker(env, f"heir-{trial}"):
                     held = functools.partial(_field_is, client, task_id, "assignee", f"heir-{trial}")
                     await _until(held, "never reclaimed")
                     times.append(time.perf_counter() - killed)

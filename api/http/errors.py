@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -30,6 +30,15 @@ def _body(
     return JSONResponse({"error": error, "field": field}, status_code=status, headers=headers)
 
 
+# Domain and store errors by status: bad input, refused by the state, lost a race.
+_STATUSES: tuple[tuple[type[Exception], int], ...] = (
+    (InvalidInput, 422),
+    (InvalidCommand, 422),
+    (CommandRefused, 409),
+    (ConcurrencyError, 409),
+)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -42,21 +51,14 @@ def install(app: FastAPI) -> None:
         field = ".".join(where) or None
         return _body(422, f"{field or 'request'}: {first.get('msg', 'invalid')}", field)
 
-    @app.exception_handler(InvalidInput)
-    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return _body(422, str(exc))
+    def answer(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+        async def handler(_: Request, exc: Exception) -> JSONResponse:
+            return _body(status, str(exc))
 
-    @app.exception_handler(InvalidCommand)
-    async def invalid_command(_: Request, exc: InvalidCommand) -> JSONResponse:
-        return _body(422, str(exc))
+        return handler
 
-    @app.exception_handler(CommandRefused)
-    async def refused(_: Request, exc: CommandRefused) -> JSONResponse:
-        return _body(409, str(exc))
-
-    @app.exception_handler(ConcurrencyError)
-    async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:
-        return _body(409, str(exc))
+    for error, status in _STATUSES:
+        app.add_exception_handler(error, answer(status))
 
     @app.exception_handler(AuditIndexNotBuilt)
     async def no_index(_: Request, exc: AuditIndexNotBuilt) -> JSONResponse:

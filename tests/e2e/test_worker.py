@@ -9,7 +9,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -22,11 +21,10 @@ import redis.asyncio as aioredis
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
-from tests.e2e.test_api import ROOT, _free_port
+from tests.e2e.servers import CLI, ROOT, serving
+from tests.e2e.servers import free_port as _free_port
 
 pytestmark = pytest.mark.integration
-
-CLI = [sys.executable, "-c", "from api.cli import app; app()"]
 
 
 @pytest.fixture(scope="module")
@@ -55,24 +53,8 @@ async def queues_empty(env: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def api(env: dict[str, str], queues_empty: None) -> Iterator[str]:
-    port = _free_port()
-    server = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=env, cwd=ROOT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+    with serving(env) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

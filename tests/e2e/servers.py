@@ -1,0 +1,47 @@
+"""`chronicle serve` as a test fixture runs it: a real process on a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+__all__ = ["CLI", "ROOT", "free_port", "serving"]
+
+ROOT = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from api.cli import app; app()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[str]:
+    """The base URL of a `chronicle serve` with ``env``, once it answers /health; stopped after."""
+    port = free_port()
+    full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=full_env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, "chronicle serve exited"
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "chronicle serve did not answer /health"
+            time.sleep(0.1)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
