@@ -12,7 +12,7 @@ from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.http import agents, audit, errors, health, tasks
+from api.http import agents, audit, errors, health, records, tasks
 from api.http.services import Services
 from core.settings import Settings
 from eventstore import EventStore
@@ -86,6 +86,8 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI
     app.include_router(agents.agents_router)
     app.include_router(agents.streams_router)
     app.include_router(audit.router)
+    app.include_router(records.conversations_router)
+    app.include_router(records.runs_router)
 
     app.add_middleware(Measured)
 

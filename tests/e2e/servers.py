@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["CLI", "ROOT", "free_port", "serving"]
+__all__ = ["CLI", "ROOT", "free_port", "serving", "start_daemon", "stop"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from api.cli import app; app()"]
@@ -45,3 +45,20 @@ def serving(env: dict[str, str]) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def start_daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """`chronicle projections run`: the read models (and the seals) follow the log."""
+    return subprocess.Popen(
+        [*CLI, "projections", "run"], env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, cwd=ROOT
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited within 30 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

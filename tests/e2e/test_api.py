@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
-from tests.e2e.servers import serving
+from tests.e2e.servers import serving, start_daemon, stop
 
 pytestmark = pytest.mark.integration
 
@@ -134,6 +135,10 @@ ROUTES = [
     ("GET", "/v1/audit/proofs/00000000-0000-0000-0000-000000000000", None),
     ("GET", "/v1/audit/checkpoint", None),
     ("GET", "/v1/audit/verify/task-x", None),
+    ("POST", "/v1/conversations/c/messages", {"sender": "a", "recipient": "b"}),
+    ("GET", "/v1/conversations/c/messages", None),
+    ("GET", "/v1/runs", None),
+    ("GET", "/v1/runs/r/epochs", None),
 ]
 
 
@@ -266,3 +271,31 @@ async def test_a_streams_events_and_its_state_at_a_version_for_its_tenant_only(
             f"{path}/state", params={"version": 1, "position": 1}, headers=auth(keys["globex"])
         )
         assert both.status_code == 422
+
+
+async def test_conversations_and_runs_for_their_tenant_only(
+    base_url: str, keys: dict[str, str], api_env: dict[str, str]
+) -> None:
+    daemon = start_daemon(api_env)
+    try:
+        async with httpx.AsyncClient(base_url=base_url) as client:
+            path = "/v1/conversations/chat-1/messages"
+            for n, text in enumerate(("hello", "again"), start=1):
+                body = {"sender": "alice", "recipient": "bob", "body": {"text": text}}
+                sent = await client.post(path, json=body, headers=auth(keys["acme-admin"]))
+                assert sent.status_code == 201 and sent.json()["sequence"] == n
+            intruder = {"sender": "eve", "recipient": "bob", "body": {}}
+            assert (await client.post(path, json=intruder, headers=auth(keys["globex"]))).status_code == 404
+            deadline = time.monotonic() + 30
+            while True:  # the conversation history is a read model
+                items = (await client.get(path, headers=auth(keys["acme"]))).json()["items"]
+                if len(items) == 2:
+                    break
+                assert time.monotonic() < deadline, items
+                await asyncio.sleep(0.1)
+            assert [m["body"] for m in items] == [{"text": "hello"}, {"text": "again"}]
+            assert (await client.get(path, headers=auth(keys["globex"]))).json()["items"] == []
+            assert (await client.get("/v1/runs", headers=auth(keys["acme"]))).json() == {"items": []}
+            assert (await client.get("/v1/runs/nope/epochs", headers=auth(keys["acme"]))).status_code == 404
+    finally:
+        stop(daemon)

@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
-from tests.e2e.servers import CLI, ROOT, serving
+from tests.e2e.servers import CLI, ROOT, serving, start_daemon, stop
 from tests.e2e.servers import free_port as _free_port
 
 pytestmark = pytest.mark.integration
@@ -75,19 +75,6 @@ def start_worker(env: dict[str, str], name: str, *extra: str) -> subprocess.Pope
         env=env,
         cwd=ROOT,
     )
-
-
-def start_daemon(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([*CLI, "projections", "run"], env=env, cwd=ROOT)
-
-
-def stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.terminate()
-    try:
-        worker.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
 
 
 async def submit(client: httpx.AsyncClient, key: str, body: dict[str, Any]) -> str:
