@@ -39,6 +39,11 @@ class TaskSubmission(BaseModel):
     )
     priority: Priority = "normal"
     max_attempts: int = Field(default=3, ge=1, le=100)
+    requires: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description="capabilities a worker must offer to run it (a worker's --capabilities)",
+    )
 
 
 class TaskAccepted(BaseModel):
@@ -60,6 +65,7 @@ class TaskView(BaseModel):
     payload: dict[str, Any]
     attempt: int
     max_attempts: int
+    requires: list[str] = Field(default_factory=list)
     assignee: str | None
     result: dict[str, Any] | None
     error: str | None

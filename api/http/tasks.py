@@ -92,6 +92,7 @@ async def submit(
         payload=body.payload,
         priority=DomainPriority(body.priority),
         max_attempts=body.max_attempts,
+        requires=tuple(body.requires),
     )
     handled = await handle(
         svc.store, TASK.stream_id(task_id), command, TASK, _context(principal, idempotency_key)
@@ -106,8 +107,9 @@ async def submit(
 
 
 def _same_request(state: TaskState, command: SubmitTask) -> None:
-    first = (state.handler, dict(state.payload), state.priority, state.max_attempts)
-    if first != (command.handler, dict(command.payload), command.priority, command.max_attempts):
+    first = (state.handler, dict(state.payload), state.priority, state.max_attempts, state.requires)
+    again = (command.handler, dict(command.payload), command.priority, command.max_attempts, command.requires)
+    if first != again:
         raise HTTPException(422, "Idempotency-Key was used before with a different request")
 
 
@@ -137,6 +139,7 @@ def _view(state: TaskState, tenant: str | None, submitted: datetime | None, vers
         payload=dict(state.payload),
         attempt=state.attempt,
         max_attempts=state.max_attempts,
+        requires=list(state.requires),
         assignee=state.assignee,
         result=None if state.result is None else dict(state.result),
         error=state.error,

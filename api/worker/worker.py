@@ -195,6 +195,12 @@ class Worker:
             state = await self._end_attempt(task_id, context, TimeOutTask(task_id, now), error=None)
         if state.status not in (TaskStatus.PENDING, TaskStatus.RETRY_SCHEDULED):
             return None
+        missing = set(state.requires) - set(self.options.capabilities)
+        if missing:
+            # Not ours to run: back on its queue shortly, for a worker that offers them.
+            log.info("task.needs_capabilities", task_id=task_id, missing=sorted(missing))
+            await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 0.5)
+            return None
         if state.retry_not_before is not None and state.retry_not_before > now:
             await dispatch_later(
                 self._redis, task_id, state.priority.value, state.retry_not_before.timestamp()

@@ -379,3 +379,25 @@ async def test_the_audit_trail_proofs_and_verification_over_http(
     finally:
         stop(worker)
         stop(daemon)
+
+
+async def test_a_task_runs_only_on_a_worker_that_offers_what_it_requires(
+    env: dict[str, str], api: str, key: str
+) -> None:
+    plain = start_worker(env, "w-plain", "--concurrency", "2")
+    gpu = None
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            task_id = await submit(client, key, {"type": "echo", "requires": ["gpu"]})
+            ordinary = await submit(client, key, {"type": "echo"})
+            await until(client, key, ordinary, "completed")
+            await asyncio.sleep(3)  # the plain worker has seen it, more than once
+            waiting = await status_of(client, key, task_id)
+            assert (waiting["status"], waiting["requires"]) == ("pending", ["gpu"])
+            gpu = start_worker(env, "w-gpu", "--concurrency", "1", "--capabilities", "gpu,cpu")
+            done = await until(client, key, task_id, "completed")
+            assert done["assignee"] == "w-gpu"
+    finally:
+        for w in (plain, gpu):
+            if w is not None:
+                stop(w)

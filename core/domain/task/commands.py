@@ -59,10 +59,15 @@ class SubmitTask:
     queue: str = "default"
     priority: Priority = Priority.NORMAL
     max_attempts: int = 3
+    requires: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_base(self, self.task_id, self.at)
         check_text("SubmitTask", "handler", self.handler)
+        if not isinstance(self.requires, tuple) or not all(isinstance(c, str) and c for c in self.requires):
+            raise InvalidCommand(
+                "SubmitTask", f"requires must be a tuple of non-empty str: {self.requires!r}"
+            )
         check_text("SubmitTask", "queue", self.queue)
         if not isinstance(self.priority, Priority):
             raise InvalidCommand("SubmitTask", f"priority must be a Priority, got {self.priority!r}")

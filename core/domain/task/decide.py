@@ -162,6 +162,7 @@ def _submitted(command: SubmitTask) -> TaskSubmitted:
         priority=command.priority,
         max_attempts=command.max_attempts,
         at=command.at,
+        requires=command.requires,
     )
 
 

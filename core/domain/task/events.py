@@ -28,6 +28,7 @@ __all__ = [
     "TaskSubmitted",
     "TaskTimedOut",
     "upcast_task_submitted_v1",
+    "upcast_task_submitted_v2",
 ]
 
 
@@ -41,10 +42,11 @@ class Priority(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class TaskSubmitted(DomainEvent):
-    """A task entered the system. v2 replaced v1's free-form ``name`` and 0-9 priority."""
+    """A task entered the system. v2 replaced v1's free-form ``name`` and 0-9 priority; v3
+    added ``requires``, the capabilities a worker must offer to run it."""
 
     TYPE: ClassVar[str] = "TaskSubmitted"
-    SCHEMA_VERSION: ClassVar[int] = 2
+    SCHEMA_VERSION: ClassVar[int] = 3
 
     task_id: str
     handler: str
@@ -53,6 +55,7 @@ class TaskSubmitted(DomainEvent):
     priority: Priority
     max_attempts: int
     at: datetime
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,4 +248,12 @@ def upcast_task_submitted_v1(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-TASK_UPCASTERS: tuple[Upcaster, ...] = (Upcaster("TaskSubmitted", 1, upcast_task_submitted_v1),)
+def upcast_task_submitted_v2(data: Mapping[str, Any]) -> dict[str, Any]:
+    """TaskSubmitted v2 to v3: a task submitted before v3 requires nothing."""
+    return {**data, "requires": []}
+
+
+TASK_UPCASTERS: tuple[Upcaster, ...] = (
+    Upcaster("TaskSubmitted", 1, upcast_task_submitted_v1),
+    Upcaster("TaskSubmitted", 2, upcast_task_submitted_v2),
+)

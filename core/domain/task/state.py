@@ -75,6 +75,7 @@ class TaskState:
     error: str | None = None
     reason: str | None = None
     updated_at: datetime | None = None
+    requires: tuple[str, ...] = ()  # capabilities a worker must offer to run it
 
     def to_json(self) -> dict[str, Any]:
         return to_json_value(self)
@@ -164,6 +165,7 @@ def _submitted(event: TaskSubmitted) -> TaskState:
         queue=event.queue,
         priority=event.priority,
         max_attempts=event.max_attempts,
+        requires=event.requires,
         updated_at=event.at,
     )
 

@@ -182,7 +182,7 @@ def test_unknown_type_names_the_type() -> None:
     assert caught.value.event_type == "TaskTeleported"
 
 
-@pytest.mark.parametrize("version", [0, 3, 99])
+@pytest.mark.parametrize("version", [0, 4, 99])
 def test_unknown_version_names_type_and_version(version: int) -> None:
     """Reading a version with no path to the current one raises UnknownSchemaVersion naming both."""
     with pytest.raises(UnknownSchemaVersion) as caught:
@@ -190,7 +190,7 @@ def test_unknown_version_names_type_and_version(version: int) -> None:
     assert (caught.value.event_type, caught.value.schema_version, caught.value.current) == (
         "TaskSubmitted",
         version,
-        2,
+        3,
     )
     assert f"schema version {version}" in str(caught.value)
 
@@ -346,3 +346,11 @@ def test_merged_registry_reads_both() -> None:
     merged = DOMAIN_EVENTS.merged_with(EventRegistry([Measured]))
     assert merged.decode("Measured", 3, {"metres": 1.0, "label": "x"}) == Measured(1.0, "x")
     assert merged.decode("TaskSubmitted", 1, V1_TASK_SUBMITTED) == V2_TASK_SUBMITTED
+
+
+def test_a_v2_submission_upcasts_to_one_that_requires_nothing() -> None:
+    v2 = {k: v for k, v in DOMAIN_EVENTS.encode(V2_TASK_SUBMITTED).data.items() if k != "requires"}
+    assert DOMAIN_EVENTS.decode("TaskSubmitted", 2, v2).requires == ()  # type: ignore[attr-defined]
+    gpu = TaskSubmitted("t2", "train", {}, "default", Priority.HIGH, 3, T0, ("gpu",))
+    encoded = DOMAIN_EVENTS.encode(gpu)
+    assert DOMAIN_EVENTS.decode("TaskSubmitted", 3, encoded.data) == gpu
