@@ -34,7 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -44,7 +44,10 @@ from api.worker.handlers import HANDLERS, NonRetryable, TaskContext, run_handler
 from api.worker.metrics import HEARTBEAT, OUTCOMES, QUEUE_WAIT, RUN_TIME
 from core.domain import AGENT, TASK, CommandContext, Handled, handle
 from core.domain.agent import BringAgentOnline, RegisterAgent
+from core.domain.contracts import EventRegistry
+from core.domain.decider import Decider
 from core.domain.errors import CommandRefused
+from core.domain.loading import Loaded, LogLoader
 from core.domain.task import (
     AssignTask,
     CompleteTask,
@@ -62,7 +65,9 @@ from eventstore import EventStore
 from eventstore.redis.keys import PREFIX, queue_key
 from eventstore.redis.queues import GROUP, PRIORITIES, dispatch, dispatch_later, ensure_groups, release_due
 
-__all__ = ["Worker", "WorkerOptions", "backoff_s", "reconcile"]
+__all__ = ["HeldTasks", "Worker", "WorkerOptions", "backoff_s", "reconcile"]
+
+S = TypeVar("S")
 
 log = structlog.get_logger(__name__)
 
@@ -94,11 +99,43 @@ def backoff_s(attempt: int, base: float, cap: float, rng: random.Random) -> floa
     return rng.uniform(0, min(cap, base * 2 ** max(attempt - 1, 0)))
 
 
+class HeldTasks:
+    """The state of the tasks this worker is working on, as it last wrote them: a command's
+    load needs no read of the stream. Safe because every append names the version it decided
+    on: if someone else wrote meanwhile (a cancel), the append conflicts and handling reloads
+    from the log (``fresh``) and decides again."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._log = LogLoader(store)
+        self._known: dict[str, tuple[Any, int]] = {}
+
+    async def load(
+        self, stream_id: str, decider: Decider[Any, S], registry: EventRegistry, *, fresh: bool = False
+    ) -> Loaded[S]:
+        known = None if fresh else self._known.get(stream_id)
+        if known is None:
+            loaded = await self._log.load(stream_id, decider, registry)
+            self._known[stream_id] = (loaded.state, loaded.version)
+            return loaded
+        state, version = known
+        return Loaded(stream_id, state, version, (), snapshot_version=version)
+
+    async def stored(self, stream_id: str, decider: Decider[Any, S], state: S, version: int) -> None:
+        self._known[stream_id] = (state, version)
+
+    def seen(self, stream_id: str, state: Any, version: int) -> None:
+        self._known[stream_id] = (state, version)
+
+    def forget(self, stream_id: str) -> None:
+        self._known.pop(stream_id, None)
+
+
 class Worker:
     def __init__(self, store: EventStore, redis: Redis, pool: asyncpg.Pool, options: WorkerOptions) -> None:
         self._store = store
         self._redis = redis
         self._pool = pool
+        self._held = HeldTasks(store)
         self.options = options
         self._draining = asyncio.Event()
         self._rng = random.Random()
@@ -131,8 +168,9 @@ class Worker:
             await handle(self._store, stream, BringAgentOnline(self.options.name, now), AGENT, context)
 
     async def _do(self, command: Any, context: CommandContext) -> Handled[TaskState]:
-        """Handle a task command on its task's stream."""
-        return await handle(self._store, TASK.stream_id(command.task_id), command, TASK, context)
+        """Handle a task command on its task's stream, from the state this worker last saw."""
+        stream = TASK.stream_id(command.task_id)
+        return await handle(self._store, stream, command, TASK, context, loader=self._held)
 
     # -- claiming ------------------------------------------------------------------------------
 
@@ -169,17 +207,22 @@ class Worker:
 
     async def _process(self, queue: str, message_id: str, task_id: str, *, reaping: bool = False) -> None:
         try:
-            state = await self._claim(task_id)
-            if state is not None:
-                await self._execute(state)
+            await self._process_task(task_id)
         except Held:
             if reaping:
                 return  # its holder is alive: leave the message pending, to look again later
         except CommandRefused as exc:  # someone else holds or ended it meanwhile
             log.info("task.skipped", task_id=task_id, reason=str(exc))
+        finally:
+            self._held.forget(TASK.stream_id(task_id))
         await self._ack(queue, message_id)
 
-    async def _claim(self, task_id: str) -> TaskState | None:
+    async def _process_task(self, task_id: str) -> None:
+        claimed = await self._claim(task_id)
+        if claimed is not None:
+            await self._execute(*claimed)
+
+    async def _claim(self, task_id: str) -> tuple[TaskState, CommandContext] | None:
         """The task, assigned to this worker and started; None if there is nothing to run.
         Raises Held while another worker holds it under a live lease."""
         now = datetime.now(UTC)
@@ -188,6 +231,8 @@ class Worker:
             return None
         context = CommandContext(events[0].tenant_id or self.options.tenant_id, self.options.name)
         state = TASK.fold(_read(events))
+        self._held.seen(TASK.stream_id(task_id), state, events[-1].stream_version)
+        submitted_at = events[0].recorded_at
         if state.status in (TaskStatus.ASSIGNED, TaskStatus.RUNNING):
             if state.lease_expires_at is None or state.lease_expires_at > now:
                 raise Held(task_id)
@@ -210,9 +255,9 @@ class Worker:
         assigned = await self._do(AssignTask(task_id, self.options.name, lease, now), context)
         token = assigned.state.fencing_token
         started = await self._do(StartTask(task_id, token, datetime.now(UTC)), context)
-        waited_since = state.retry_not_before or events[0].recorded_at
+        waited_since = state.retry_not_before or submitted_at
         QUEUE_WAIT.observe(max((datetime.now(UTC) - waited_since).total_seconds(), 0.0))
-        return started.state
+        return started.state, context
 
     async def _end_attempt(
         self,
@@ -245,10 +290,8 @@ class Worker:
 
     # -- running -------------------------------------------------------------------------------
 
-    async def _execute(self, state: TaskState) -> None:
+    async def _execute(self, state: TaskState, context: CommandContext) -> None:
         task_id, token = state.task_id, state.fencing_token
-        events = await self._store.read_stream(TASK.stream_id(task_id), to_version=1)
-        context = CommandContext(events[0].tenant_id or self.options.tenant_id, self.options.name)
         fn = HANDLERS.get(state.handler)
         ctx = TaskContext(task_id, state.attempt, token, self.options.name)
         if fn is None:
