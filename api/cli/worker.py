@@ -33,6 +33,9 @@ def worker(
     lease_seconds: Annotated[float, typer.Option(min=0.5, help="a task's lease; renewed every third")] = 10.0,
     backoff_seconds: Annotated[float, typer.Option(min=0.0, help="the first retry's longest wait")] = 1.0,
     metrics_port: Annotated[int | None, typer.Option(help="serve Prometheus metrics on this port")] = None,
+    tenant_max_running: Annotated[
+        int, typer.Option(min=0, help="tasks one tenant runs at once across all workers (0: no limit)")
+    ] = 0,
 ) -> None:
     """Claim tasks from the priority queues and run them; SIGTERM stops claiming and lets the
     tasks in hand finish.
@@ -60,6 +63,7 @@ def worker(
         lease_s=lease_seconds,
         capabilities=tuple(c.strip() for c in capabilities.split(",") if c.strip()),
         backoff_base_s=backoff_seconds,
+        tenant_max_running=tenant_max_running,
     )
 
     async def work(settings: Settings, svc: Services) -> None:

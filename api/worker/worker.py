@@ -63,7 +63,16 @@ from core.domain.task import (
 from core.errors import RetriableError
 from eventstore import EventStore
 from eventstore.redis.keys import PREFIX, queue_key
-from eventstore.redis.queues import GROUP, PRIORITIES, dispatch, dispatch_later, ensure_groups, release_due
+from eventstore.redis.queues import (
+    GROUP,
+    PRIORITIES,
+    dispatch,
+    dispatch_later,
+    ensure_groups,
+    free_slot,
+    release_due,
+    take_slot,
+)
 
 __all__ = ["HeldTasks", "Worker", "WorkerOptions", "backoff_s", "reconcile"]
 
@@ -90,6 +99,7 @@ class WorkerOptions:
     tenant_id: str = "system"  # the tenant its own agent events are recorded under
     reap_every_s: float = 2.0
     reconcile_every_s: float = 30.0
+    tenant_max_running: int = 0  # tasks one tenant runs at once across every worker; 0: no limit
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
 
@@ -219,8 +229,13 @@ class Worker:
 
     async def _process_task(self, task_id: str) -> None:
         claimed = await self._claim(task_id)
-        if claimed is not None:
+        if claimed is None:
+            return
+        try:
             await self._execute(*claimed)
+        finally:
+            if self.options.tenant_max_running:
+                await free_slot(self._redis, claimed[1].tenant_id, task_id)
 
     async def _claim(self, task_id: str) -> tuple[TaskState, CommandContext] | None:
         """The task, assigned to this worker and started; None if there is nothing to run.
@@ -252,9 +267,19 @@ class Worker:
             )
             return None
         lease = now + timedelta(seconds=self.options.lease_s)
-        assigned = await self._do(AssignTask(task_id, self.options.name, lease, now), context)
-        token = assigned.state.fencing_token
-        started = await self._do(StartTask(task_id, token, datetime.now(UTC)), context)
+        limit = self.options.tenant_max_running
+        if limit and not await take_slot(self._redis, context.tenant_id, task_id, lease.timestamp(), limit):
+            # The tenant runs its limit already: back on the queue shortly, out of others' way.
+            await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 0.5)
+            return None
+        try:
+            assigned = await self._do(AssignTask(task_id, self.options.name, lease, now), context)
+            token = assigned.state.fencing_token
+            started = await self._do(StartTask(task_id, token, datetime.now(UTC)), context)
+        except BaseException:
+            if limit:
+                await free_slot(self._redis, context.tenant_id, task_id)
+            raise
         waited_since = state.retry_not_before or submitted_at
         QUEUE_WAIT.observe(max((datetime.now(UTC) - waited_since).total_seconds(), 0.0))
         return started.state, context
@@ -347,8 +372,10 @@ class Worker:
             await asyncio.sleep(self.options.lease_s / 3)
             now = datetime.now(UTC)
             try:
-                renew = RenewTaskLease(task_id, token, now + timedelta(seconds=self.options.lease_s), now)
-                await self._do(renew, context)
+                lease = now + timedelta(seconds=self.options.lease_s)
+                await self._do(RenewTaskLease(task_id, token, lease, now), context)
+                if self.options.tenant_max_running:  # the slot lives as long as the lease
+                    await take_slot(self._redis, context.tenant_id, task_id, lease.timestamp(), 1 << 30)
                 HEARTBEAT.set_to_current_time()
             except CommandRefused as exc:  # cancelled, or the lease went to another worker
                 log.info("task.lease_lost", task_id=task_id, reason=str(exc))

@@ -9,6 +9,8 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import time
+
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -21,8 +23,11 @@ __all__ = [
     "dispatch",
     "dispatch_later",
     "ensure_groups",
+    "free_slot",
     "queue_depth",
     "release_due",
+    "running_key",
+    "take_slot",
 ]
 
 PRIORITIES = ("high", "normal", "low")
@@ -74,6 +79,42 @@ async def queue_depth(redis: Redis, priority: str) -> int:
         if name == GROUP:
             return int(group.get("lag") or 0) + int(group["pending"])
     return int(await redis.xlen(queue_key(priority)))
+
+
+def running_key(tenant_id: str) -> str:
+    """The tenant's tasks being run now, scored by their lease's end (per-tenant limits)."""
+    return f"{PREFIX}:running:{{{tenant_id}}}"
+
+
+# Takes a running slot for the task if the tenant has one free. Entries whose lease ran out
+# (their worker died) are dropped first, so a crash frees its slot when its lease ends, never
+# leaks it. Atomic in Redis: two workers cannot both take the last slot.
+_TAKE_SLOT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
+    redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+    return 1
+end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+return 1
+"""
+
+
+async def take_slot(redis: Redis, tenant_id: str, task_id: str, lease_end_unix_s: float, limit: int) -> bool:
+    """A running slot of the tenant's ``limit`` for ``task_id`` until its lease ends; False if
+    the tenant already runs ``limit`` tasks. Renewing a lease calls it again."""
+    now = f"{time.time():.3f}"
+    taken = await redis.eval(
+        _TAKE_SLOT, 1, running_key(tenant_id), now, f"{lease_end_unix_s:.3f}", task_id, str(limit)
+    )
+    return bool(taken)
+
+
+async def free_slot(redis: Redis, tenant_id: str, task_id: str) -> None:
+    await redis.zrem(running_key(tenant_id), task_id)
 
 
 async def ensure_groups(redis: Redis) -> None:

@@ -401,3 +401,38 @@ async def test_a_task_runs_only_on_a_worker_that_offers_what_it_requires(
         for w in (plain, gpu):
             if w is not None:
                 stop(w)
+
+
+async def test_a_tenant_limit_holds_across_workers_and_a_backlog_does_not_starve_others(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    other = await create_key(db, "initech", "tester", ("tasks:write", "tasks:read"))
+    workers = [
+        start_worker(env, f"w-limit-{i}", "--concurrency", "4", "--tenant-max-running", "2") for i in range(2)
+    ]
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            slow = {"type": "sleep", "payload": {"seconds": 0.5}}
+            backlog = [await submit(client, key, slow) for _ in range(10)]
+            theirs = [await submit(client, other, slow) for _ in range(2)]
+            for task_id in backlog:
+                await until(client, key, task_id, "completed")
+            for task_id in theirs:
+                await until(client, other, task_id, "completed")
+    finally:
+        for worker in workers:
+            stop(worker)
+    spans = {
+        r["stream_id"]: (r["started"], r["done"])
+        for r in await db.fetch(
+            "SELECT stream_id, min(recorded_at) FILTER (WHERE event_type = 'TaskStarted') AS started, "
+            "max(recorded_at) FILTER (WHERE event_type = 'TaskCompleted') AS done FROM events "
+            "WHERE stream_id = ANY($1) GROUP BY stream_id",
+            [f"task-{t}" for t in backlog + theirs],
+        )
+    }
+    mine = [spans[f"task-{t}"] for t in backlog]
+    most_at_once = max(sum(1 for s, d in mine if s <= start < d) for start, _ in mine)
+    assert most_at_once <= 2, most_at_once
+    # The other tenant's tasks, submitted behind the backlog, finished before it did.
+    assert max(spans[f"task-{t}"][1] for t in theirs) < max(d for _, d in mine)
