@@ -44,6 +44,12 @@ class TaskSubmission(BaseModel):
         max_length=16,
         description="capabilities a worker must offer to run it (a worker's --capabilities)",
     )
+    ordering_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=190,
+        description="tasks of your tenant with the same key run one at a time, in submission order",
+    )
 
 
 class TaskAccepted(BaseModel):
@@ -66,6 +72,7 @@ class TaskView(BaseModel):
     attempt: int
     max_attempts: int
     requires: list[str] = Field(default_factory=list)
+    ordering_key: str | None = None
     assignee: str | None
     result: dict[str, Any] | None
     error: str | None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -93,6 +93,7 @@ async def submit(
         priority=DomainPriority(body.priority),
         max_attempts=body.max_attempts,
         requires=tuple(body.requires),
+        ordering_key=body.ordering_key,
     )
     handled = await handle(
         svc.store, TASK.stream_id(task_id), command, TASK, _context(principal, idempotency_key)
@@ -107,10 +108,13 @@ async def submit(
 
 
 def _same_request(state: TaskState, command: SubmitTask) -> None:
-    first = (state.handler, dict(state.payload), state.priority, state.max_attempts, state.requires)
-    again = (command.handler, dict(command.payload), command.priority, command.max_attempts, command.requires)
-    if first != again:
+    fields = ("handler", "payload", "priority", "max_attempts", "requires", "ordering_key")
+    if any(_plain(getattr(state, f)) != _plain(getattr(command, f)) for f in fields):
         raise HTTPException(422, "Idempotency-Key was used before with a different request")
+
+
+def _plain(value: object) -> object:
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 @router.get("/{task_id}", response_model=TaskView, responses={**ERRORS, **NOT_FOUND})
@@ -140,6 +144,7 @@ def _view(state: TaskState, tenant: str | None, submitted: datetime | None, vers
         attempt=state.attempt,
         max_attempts=state.max_attempts,
         requires=list(state.requires),
+        ordering_key=state.ordering_key,
         assignee=state.assignee,
         result=None if state.result is None else dict(state.result),
         error=state.error,

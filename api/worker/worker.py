@@ -266,6 +266,10 @@ class Worker:
                 self._redis, task_id, state.priority.value, state.retry_not_before.timestamp()
             )
             return None
+        if state.ordering_key is not None and await self._waits_its_turn(events[0], state.ordering_key):
+            # An earlier task with its key is still live: it goes first.
+            await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 0.5)
+            return None
         lease = now + timedelta(seconds=self.options.lease_s)
         limit = self.options.tenant_max_running
         if limit and not await take_slot(self._redis, context.tenant_id, task_id, lease.timestamp(), limit):
@@ -283,6 +287,15 @@ class Worker:
         waited_since = state.retry_not_before or submitted_at
         QUEUE_WAIT.observe(max((datetime.now(UTC) - waited_since).total_seconds(), 0.0))
         return started.state, context
+
+    async def _waits_its_turn(self, submitted: Any, ordering_key: str) -> bool:
+        """Whether a task of the same tenant and key, submitted before this one, is still live
+        (a dead letter counts as ended: a poison task must not hold its key for ever)."""
+        async with self._pool.acquire() as conn:
+            earlier = await conn.fetchval(
+                _EARLIER_LIVE, submitted.tenant_id, ordering_key, submitted.global_position, list(_ENDED)
+            )
+        return earlier is not None
 
     async def _end_attempt(
         self,
@@ -455,6 +468,18 @@ def _read(events: Iterable[Any]) -> Iterable[Any]:
     return (DOMAIN_EVENTS.read(e) for e in events)
 
 
+_ENDED = ("TaskCompleted", "TaskCancelled", "TaskDeadLettered")
+# The first task of the same tenant and ordering key, submitted before this one, whose stream's
+# last event has not ended it (events_ordering_key_idx, then one probe per earlier task).
+_EARLIER_LIVE = """
+SELECT e.stream_id FROM events e
+JOIN streams s ON s.stream_id = e.stream_id
+JOIN events last ON last.stream_id = s.stream_id AND last.stream_version = s.version
+WHERE e.event_type = 'TaskSubmitted' AND e.tenant_id IS NOT DISTINCT FROM $1
+  AND e.data->>'ordering_key' = $2 AND e.data->>'ordering_key' IS NOT NULL
+  AND e.global_position < $3 AND NOT last.event_type = ANY($4::text[])
+LIMIT 1
+"""
 # Every task stream whose last event leaves it waiting or held, read from the log itself (not
 # the task board, which may lag or be down). Held ones are dispatched too: a worker finds the
 # holder alive and lets the message go, or finds the lease run out and reclaims the task.

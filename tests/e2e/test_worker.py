@@ -6,6 +6,7 @@ running task; a flushed Redis loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
@@ -436,3 +437,34 @@ async def test_a_tenant_limit_holds_across_workers_and_a_backlog_does_not_starve
     assert most_at_once <= 2, most_at_once
     # The other tenant's tasks, submitted behind the backlog, finished before it did.
     assert max(spans[f"task-{t}"][1] for t in theirs) < max(d for _, d in mine)
+
+
+async def test_tasks_with_one_ordering_key_run_one_at_a_time_in_order(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    workers = [start_worker(env, f"w-order-{i}", "--concurrency", "4") for i in range(2)]
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            poison = {"type": "fail", "payload": {"retryable": False}, "ordering_key": "acct-1"}
+            first = await submit(client, key, poison)  # dead-lettered: must not hold the key
+            step = {"type": "sleep", "payload": {"seconds": 0.3}, "ordering_key": "acct-1"}
+            ordered = [await submit(client, key, step) for _ in range(5)]
+            free = [
+                await submit(client, key, {"type": "sleep", "payload": {"seconds": 0.3}}) for _ in range(3)
+            ]
+            await until(client, key, first, "dead_lettered")
+            for task_id in ordered + free:
+                await until(client, key, task_id, "completed")
+    finally:
+        for worker in workers:
+            stop(worker)
+    rows = await db.fetch(
+        "SELECT stream_id, min(recorded_at) FILTER (WHERE event_type = 'TaskStarted') AS started, "
+        "max(recorded_at) FILTER (WHERE event_type = 'TaskCompleted') AS done FROM events "
+        "WHERE stream_id = ANY($1) GROUP BY stream_id",
+        [f"task-{t}" for t in ordered],
+    )
+    spans = {r["stream_id"]: (r["started"], r["done"]) for r in rows}
+    in_order = [spans[f"task-{t}"] for t in ordered]
+    for (_, done), (started, _) in itertools.pairwise(in_order):
+        assert done <= started, in_order  # each starts after the one before it completed

@@ -60,6 +60,7 @@ class SubmitTask:
     priority: Priority = Priority.NORMAL
     max_attempts: int = 3
     requires: tuple[str, ...] = ()
+    ordering_key: str | None = None
 
     def __post_init__(self) -> None:
         _check_base(self, self.task_id, self.at)

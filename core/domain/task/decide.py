@@ -163,6 +163,7 @@ def _submitted(command: SubmitTask) -> TaskSubmitted:
         max_attempts=command.max_attempts,
         at=command.at,
         requires=command.requires,
+        ordering_key=command.ordering_key,
     )
 
 

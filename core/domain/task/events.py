@@ -43,7 +43,8 @@ class Priority(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class TaskSubmitted(DomainEvent):
     """A task entered the system. v2 replaced v1's free-form ``name`` and 0-9 priority; v3
-    added ``requires``, the capabilities a worker must offer to run it."""
+    added ``requires``, the capabilities a worker must offer to run it, and ``ordering_key``:
+    tasks of one tenant with the same key run one at a time, in submission order."""
 
     TYPE: ClassVar[str] = "TaskSubmitted"
     SCHEMA_VERSION: ClassVar[int] = 3
@@ -56,6 +57,7 @@ class TaskSubmitted(DomainEvent):
     max_attempts: int
     at: datetime
     requires: tuple[str, ...] = ()
+    ordering_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,8 +251,8 @@ def upcast_task_submitted_v1(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def upcast_task_submitted_v2(data: Mapping[str, Any]) -> dict[str, Any]:
-    """TaskSubmitted v2 to v3: a task submitted before v3 requires nothing."""
-    return {**data, "requires": []}
+    """TaskSubmitted v2 to v3: a task submitted before v3 requires nothing and has no order."""
+    return {**data, "requires": [], "ordering_key": None}
 
 
 TASK_UPCASTERS: tuple[Upcaster, ...] = (

@@ -76,6 +76,7 @@ class TaskState:
     reason: str | None = None
     updated_at: datetime | None = None
     requires: tuple[str, ...] = ()  # capabilities a worker must offer to run it
+    ordering_key: str | None = None  # tasks with the same key run one at a time, in order
 
     def to_json(self) -> dict[str, Any]:
         return to_json_value(self)
@@ -166,6 +167,7 @@ def _submitted(event: TaskSubmitted) -> TaskState:
         priority=event.priority,
         max_attempts=event.max_attempts,
         requires=event.requires,
+        ordering_key=event.ordering_key,
         updated_at=event.at,
     )
 
