@@ -36,6 +36,9 @@ def worker(
     tenant_max_running: Annotated[
         int, typer.Option(min=0, help="tasks one tenant runs at once across all workers (0: no limit)")
     ] = 0,
+    tenant_rate: Annotated[
+        float, typer.Option(min=0.0, help="tasks one tenant starts a second across all workers (0: no limit)")
+    ] = 0.0,
 ) -> None:
     """Claim tasks from the priority queues and run them; SIGTERM stops claiming and lets the
     tasks in hand finish.
@@ -64,6 +67,7 @@ def worker(
         capabilities=tuple(c.strip() for c in capabilities.split(",") if c.strip()),
         backoff_base_s=backoff_seconds,
         tenant_max_running=tenant_max_running,
+        tenant_rate=tenant_rate,
     )
 
     async def work(settings: Settings, svc: Services) -> None:

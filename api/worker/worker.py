@@ -72,6 +72,7 @@ from eventstore.redis.queues import (
     free_slot,
     release_due,
     take_slot,
+    take_token,
 )
 
 __all__ = ["HeldTasks", "Worker", "WorkerOptions", "backoff_s", "reconcile"]
@@ -100,6 +101,7 @@ class WorkerOptions:
     reap_every_s: float = 2.0
     reconcile_every_s: float = 30.0
     tenant_max_running: int = 0  # tasks one tenant runs at once across every worker; 0: no limit
+    tenant_rate: float = 0.0  # tasks one tenant starts a second across every worker; 0: no limit
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
 
@@ -269,6 +271,11 @@ class Worker:
         if state.ordering_key is not None and await self._waits_its_turn(events[0], state.ordering_key):
             # An earlier task with its key is still live: it goes first.
             await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 0.5)
+            return None
+        rate = self.options.tenant_rate
+        if rate and not await take_token(self._redis, context.tenant_id, rate):
+            # Over its tenant's rate: back on the queue when a token is due.
+            await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 1 / rate)
             return None
         lease = now + timedelta(seconds=self.options.lease_s)
         limit = self.options.tenant_max_running

@@ -25,9 +25,11 @@ __all__ = [
     "ensure_groups",
     "free_slot",
     "queue_depth",
+    "rate_key",
     "release_due",
     "running_key",
     "take_slot",
+    "take_token",
 ]
 
 PRIORITIES = ("high", "normal", "low")
@@ -115,6 +117,37 @@ async def take_slot(redis: Redis, tenant_id: str, task_id: str, lease_end_unix_s
 
 async def free_slot(redis: Redis, tenant_id: str, task_id: str) -> None:
     await redis.zrem(running_key(tenant_id), task_id)
+
+
+def rate_key(tenant_id: str) -> str:
+    """The tenant's token bucket (per-tenant rate limits)."""
+    return f"{PREFIX}:rate:{{{tenant_id}}}"
+
+
+# A token bucket holding up to ``rate`` tokens, refilled at ``rate`` a second by Redis's own
+# clock (one clock for every worker); a task starts only with a token. Atomic in Redis.
+_BUCKET = """
+local now = redis.call('TIME')
+local t = tonumber(now[1]) + tonumber(now[2]) / 1000000
+local rate = tonumber(ARGV[1])
+local bucket = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = tonumber(bucket[1]) or rate
+local at = tonumber(bucket[2]) or t
+tokens = math.min(rate, tokens + (t - at) * rate)
+local taken = 0
+if tokens >= 1 then
+    tokens = tokens - 1
+    taken = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(t))
+redis.call('EXPIRE', KEYS[1], 3600)
+return taken
+"""
+
+
+async def take_token(redis: Redis, tenant_id: str, rate: float) -> bool:
+    """Whether the tenant may start a task now under ``rate`` tasks a second (burst: ``rate``)."""
+    return bool(await redis.eval(_BUCKET, 1, rate_key(tenant_id), str(rate)))
 
 
 async def ensure_groups(redis: Redis) -> None:

@@ -468,3 +468,28 @@ async def test_tasks_with_one_ordering_key_run_one_at_a_time_in_order(
     in_order = [spans[f"task-{t}"] for t in ordered]
     for (_, done), (started, _) in itertools.pairwise(in_order):
         assert done <= started, in_order  # each starts after the one before it completed
+
+
+async def test_a_tenant_rate_limit_holds_across_workers(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    workers = [start_worker(env, f"w-rate-{i}", "--concurrency", "4", "--tenant-rate", "5") for i in range(2)]
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            quick = [await submit(client, key, {"type": "echo", "payload": {"rated": n}}) for n in range(15)]
+            for task_id in quick:
+                await until(client, key, task_id, "completed")
+    finally:
+        for worker in workers:
+            stop(worker)
+    starts = sorted(
+        r[0]
+        for r in await db.fetch(
+            "SELECT recorded_at FROM events WHERE event_type = 'TaskStarted' AND stream_id = ANY($1)",
+            [f"task-{t}" for t in quick],
+        )
+    )
+    # A bucket of 5 refilled at 5 a second: 15 starts take at least (15 - 5) / 5 = 2 s.
+    assert (starts[-1] - starts[0]).total_seconds() >= 1.8, starts
+    for i in range(len(starts) - 10):  # and no 1 s window holds more than 5 + 5 of them
+        assert (starts[i + 10] - starts[i]).total_seconds() > 1.0, starts
