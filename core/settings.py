@@ -83,12 +83,20 @@ class Settings(BaseSettings):
         description="the directory of the master keys that wrap personal data keys; unset: "
         "DATA_DIR/master-keys, created on first use. Every process of one database needs the same keys",
     )
+    webhook_secret_file: Path | None = Field(
+        default=None,
+        description="the secret that signs task callbacks (HMAC-SHA256); unset: DATA_DIR/webhook.secret",
+    )
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing.key"
+
+    @property
+    def webhook_secret_path(self) -> Path:
+        return self.webhook_secret_file or self.data_dir / "webhook.secret"
 
     @property
     def master_key_path(self) -> Path:

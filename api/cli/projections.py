@@ -35,6 +35,9 @@ def run(
 ) -> None:
     """Keep the read models current and seal the log (chains, Merkle tree, signed checkpoints)
     until interrupted; two daemons may run, each projection is owned by one of them at a time."""
+    import redis.asyncio as aioredis
+
+    from api.callbacks import Callbacks, load_or_create_secret
     from eventstore import EventStore
     from eventstore.audit.keys import load_or_create
     from eventstore.migrate import upgrade
@@ -43,7 +46,9 @@ def run(
     from projections.runner.sealing import SealerLoop
 
     async def work(settings: Settings, svc: Services) -> None:
-        chosen = [_projection(name) for name in only] if only else list(PROJECTIONS)
+        chosen = (
+            [_projection(name) for name in only or () if name != "callbacks"] if only else list(PROJECTIONS)
+        )
         if metrics_port is not None:
             from prometheus_client import start_http_server
 
@@ -51,12 +56,19 @@ def run(
         await upgrade(svc.database_url)
         key = load_or_create(settings.signing_key_path, settings.log_origin)
         async with await EventStore.connect(svc.database_url, settings) as store:
+            redis = aioredis.Redis.from_url(svc.redis_url)
+            if not only or "callbacks" in only:
+                secret = load_or_create_secret(settings.webhook_secret_path)
+                chosen.append(Callbacks(store, redis, secret))
             sealer = SealerLoop(store, svc.database_url, key, poll_interval=settings.poll_interval)
             daemon = ProjectionDaemon(
                 store, svc.database_url, chosen, poll_interval=settings.poll_interval, sealer=sealer
             )
             typer.echo(f"projections: {', '.join(p.name for p in chosen)} ({daemon.name})", err=True)
-            await _until_signalled(daemon.run())
+            try:
+                await _until_signalled(daemon.run())
+            finally:
+                await redis.aclose()
 
     run_with_services(work)
 

@@ -50,6 +50,10 @@ class TaskSubmission(BaseModel):
         max_length=190,
         description="tasks of your tenant with the same key run one at a time, in submission order",
     )
+    callback: dict[str, str] | None = Field(
+        default=None,
+        description='told when the task ends: {"url": "https://..."} (a signed POST) or {"topic": "name"}',
+    )
 
 
 class TaskAccepted(BaseModel):

@@ -94,6 +94,7 @@ async def submit(
         max_attempts=body.max_attempts,
         requires=tuple(body.requires),
         ordering_key=body.ordering_key,
+        callback=body.callback,
     )
     handled = await handle(
         svc.store, TASK.stream_id(task_id), command, TASK, _context(principal, idempotency_key)
@@ -108,13 +109,13 @@ async def submit(
 
 
 def _same_request(state: TaskState, command: SubmitTask) -> None:
-    fields = ("handler", "payload", "priority", "max_attempts", "requires", "ordering_key")
+    fields = ("handler", "payload", "priority", "max_attempts", "requires", "ordering_key", "callback")
     if any(_plain(getattr(state, f)) != _plain(getattr(command, f)) for f in fields):
         raise HTTPException(422, "Idempotency-Key was used before with a different request")
 
 
 def _plain(value: object) -> object:
-    return dict(value) if isinstance(value, Mapping) else value
+    return dict(value) if isinstance(value, Mapping) else value  # a mapping of the fold, or a dict
 
 
 @router.get("/{task_id}", response_model=TaskView, responses={**ERRORS, **NOT_FOUND})

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -493,3 +494,90 @@ async def test_a_tenant_rate_limit_holds_across_workers(
     assert (starts[-1] - starts[0]).total_seconds() >= 1.8, starts
     for i in range(len(starts) - 10):  # and no 1 s window holds more than 5 + 5 of them
         assert (starts[i + 10] - starts[i]).total_seconds() > 1.0, starts
+
+
+class Receiver:
+    """A webhook receiver that fails (500), then hangs past the sender's timeout, then takes it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[dict[str, str], bytes]] = []
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        headers = {
+            k.strip().lower(): v.strip()
+            for k, _, v in (line.partition(":") for line in head.split("\r\n")[1:] if line)
+        }
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.calls.append((headers, body))
+        if len(self.calls) == 2:
+            await asyncio.sleep(8)  # the sender gives up after 5 s
+        status = b"500 Oops" if len(self.calls) == 1 else b"200 OK"
+        writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+
+async def test_a_callback_is_retried_until_delivered_signed_and_every_attempt_recorded(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    import hashlib
+    import hmac
+
+    receiver = Receiver()
+    server = await asyncio.start_server(receiver.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    daemon = start_daemon(env)
+    worker = start_worker(env, "w-callback", "--concurrency", "1")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            hooked = {
+                "type": "echo",
+                "payload": {"n": 1},
+                "callback": {"url": f"http://127.0.0.1:{port}/hook"},
+            }
+            task_id = await submit(client, key, hooked)
+            topical = await submit(client, key, {"type": "echo", "callback": {"topic": "finished"}})
+            await until(client, key, task_id, "completed")
+            deadline = time.monotonic() + 60
+            while True:  # the callback sender follows the log, and waits between tries
+                attempts = await db.fetch(
+                    "SELECT data FROM events WHERE stream_id = $1 ORDER BY stream_version",
+                    f"callback-{task_id}",
+                )
+                if len(attempts) == 3:
+                    break
+                assert time.monotonic() < deadline, attempts
+                await asyncio.sleep(0.2)
+        tries = [orjson.loads(a["data"]) for a in attempts]
+        assert [(t["attempt"], t["delivered"], t["status_code"]) for t in tries] == [
+            (1, False, 500),
+            (2, False, None),
+            (3, True, 200),
+        ]
+        assert "Timeout" in tries[1]["error"]
+        secret = (Path(env["CHRONICLE_DATA_DIR"]) / "webhook.secret").read_text().strip().encode()
+        headers, body = receiver.calls[-1]
+        assert (
+            headers["x-chronicle-signature"] == "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+        )
+        sent = orjson.loads(body)
+        assert (sent["task_id"], sent["status"], sent["data"]["result"]) == (
+            task_id,
+            "completed",
+            {"echo": {"n": 1}},
+        )
+        assert (
+            len({h["x-chronicle-delivery"] for h, _ in receiver.calls}) == 1
+        )  # one delivery id, three tries
+        redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+        deadline = time.monotonic() + 30
+        while not (messages := await redis.xrange("chronicle:topic:finished")):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        await redis.aclose()
+        assert orjson.loads(messages[0][1][b"body"])["task_id"] == topical
+    finally:
+        stop(worker)
+        stop(daemon)
+        server.close()

@@ -6,6 +6,7 @@ decision replays the same way in a test, a retry or a time-travel session.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,6 +51,23 @@ def _check_lease(command: object, lease_expires_at: datetime, at: datetime) -> N
         raise InvalidCommand(name, "lease_expires_at must be later than at")
 
 
+_TOPIC = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def _check_callback(callback: Mapping[str, Any]) -> None:
+    if not isinstance(callback, Mapping) or len(callback) != 1:
+        raise InvalidCommand("SubmitTask", 'callback must be {"url": ...} or {"topic": ...}')
+    url, topic = callback.get("url"), callback.get("topic")
+    if url is not None and not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise InvalidCommand("SubmitTask", f"callback.url must be an http(s) URL, not {url!r}")
+    if topic is not None and not (isinstance(topic, str) and _TOPIC.fullmatch(topic)):
+        raise InvalidCommand(
+            "SubmitTask", f"callback.topic must be 1-128 of letters, digits and _.:-, not {topic!r}"
+        )
+    if url is None and topic is None:
+        raise InvalidCommand("SubmitTask", 'callback must be {"url": ...} or {"topic": ...}')
+
+
 @dataclass(frozen=True, slots=True)
 class SubmitTask:
     task_id: str
@@ -61,6 +79,7 @@ class SubmitTask:
     max_attempts: int = 3
     requires: tuple[str, ...] = ()
     ordering_key: str | None = None
+    callback: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         _check_base(self, self.task_id, self.at)

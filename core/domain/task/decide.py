@@ -164,6 +164,7 @@ def _submitted(command: SubmitTask) -> TaskSubmitted:
         at=command.at,
         requires=command.requires,
         ordering_key=command.ordering_key,
+        callback=None if command.callback is None else dict(command.callback),
     )
 
 

@@ -43,8 +43,9 @@ class Priority(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class TaskSubmitted(DomainEvent):
     """A task entered the system. v2 replaced v1's free-form ``name`` and 0-9 priority; v3
-    added ``requires``, the capabilities a worker must offer to run it, and ``ordering_key``:
-    tasks of one tenant with the same key run one at a time, in submission order."""
+    added ``requires``, the capabilities a worker must offer to run it; ``ordering_key``:
+    tasks of one tenant with the same key run one at a time, in submission order; and
+    ``callback``: ``{"url": ...}`` or ``{"topic": ...}``, told when the task ends."""
 
     TYPE: ClassVar[str] = "TaskSubmitted"
     SCHEMA_VERSION: ClassVar[int] = 3
@@ -58,6 +59,7 @@ class TaskSubmitted(DomainEvent):
     at: datetime
     requires: tuple[str, ...] = ()
     ordering_key: str | None = None
+    callback: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +254,7 @@ def upcast_task_submitted_v1(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def upcast_task_submitted_v2(data: Mapping[str, Any]) -> dict[str, Any]:
     """TaskSubmitted v2 to v3: a task submitted before v3 requires nothing and has no order."""
-    return {**data, "requires": [], "ordering_key": None}
+    return {**data, "requires": [], "ordering_key": None, "callback": None}
 
 
 TASK_UPCASTERS: tuple[Upcaster, ...] = (

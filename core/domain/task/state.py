@@ -77,6 +77,7 @@ class TaskState:
     updated_at: datetime | None = None
     requires: tuple[str, ...] = ()  # capabilities a worker must offer to run it
     ordering_key: str | None = None  # tasks with the same key run one at a time, in order
+    callback: Mapping[str, Any] | None = None  # told when the task ends (api.callbacks)
 
     def to_json(self) -> dict[str, Any]:
         return to_json_value(self)
@@ -168,6 +169,7 @@ def _submitted(event: TaskSubmitted) -> TaskState:
         max_attempts=event.max_attempts,
         requires=event.requires,
         ordering_key=event.ordering_key,
+        callback=event.callback,
         updated_at=event.at,
     )
 

@@ -35,6 +35,7 @@ from core.domain.agent import (
     AgentWentOffline,
     AgentWentOnline,
 )
+from core.domain.callback import CallbackAttempted
 from core.domain.conversation import MessageAcknowledged, MessageDelivered, MessageSent
 from core.domain.retention import StreamsArchived
 from core.domain.subject import SubjectForgotten
@@ -86,6 +87,7 @@ SAMPLES: list[DomainEvent] = [
     *RUN_SAMPLES,
     SubjectForgotten("alice", 2, "erasure request", T0),
     StreamsArchived("task", 90, True, T0, ("task-t1", "task-t2"), 9),
+    CallbackAttempted("t1", "e1", 1, "https://example.com/hook", False, 500, None, T0),
 ]
 
 V1_TASK_SUBMITTED = {
