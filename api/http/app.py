@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
+import structlog
 from fastapi import FastAPI
 from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
@@ -43,11 +46,15 @@ class Measured:
             return
         started = time.perf_counter()
         status = 500
+        structlog.contextvars.clear_contextvars()
+        request_id = dict(scope["headers"]).get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
 
         async def sending(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
         try:
@@ -56,6 +63,48 @@ class Measured:
             route = getattr(scope.get("route"), "path", "unmatched")
             LATENCY.labels(scope["method"], route).observe(time.perf_counter() - started)
             REQUESTS.labels(scope["method"], route, str(status)).inc()
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413 before reading it (by its declared
+    length), or as soon as a body without one grows past it."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def counting() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = orjson.dumps({"error": f"the request body is over {self.max_bytes} bytes", "field": None})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def create_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
@@ -89,6 +138,7 @@ def create_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI
     app.include_router(records.conversations_router)
     app.include_router(records.runs_router)
 
+    app.add_middleware(BodyLimit, max_bytes=settings.max_event_bytes)
     app.add_middleware(Measured)
 
     return app

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import structlog
 from fastapi import Depends, HTTPException, Request
 
 from api.http.services import Services, services
@@ -30,6 +31,10 @@ def requires(scope: str) -> Callable[..., Awaitable[Principal]]:
         if not found.may(scope):
             raise HTTPException(403, f"this key lacks the scope {scope}")
         request.state.principal = found
+        # Every line logged while answering names who asked (contextvars: this request only).
+        structlog.contextvars.bind_contextvars(
+            tenant_id=found.tenant_id, actor=found.actor, key_id=found.key_id
+        )
         return found
 
     return principal

@@ -19,6 +19,7 @@ __all__ = ["ERRORS", "install"]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "missing or invalid API key"},
     403: {"description": "the key lacks the scope"},
+    413: {"description": "the request body is over the event size limit (1 MiB by default)"},
     422: {"description": "the request is invalid; `field` names what"},
     503: {"description": "the database or Redis is away; retry after Retry-After seconds"},
 }

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
+import structlog
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -65,7 +66,9 @@ Svc = Annotated[Services, Depends(services)]
 
 
 def _context(principal: Principal, command_id: str | None = None) -> CommandContext:
-    return CommandContext(principal.tenant_id, principal.actor, command_id=command_id)
+    """Who acts, and the request's id as the trace id its events carry (workers log it too)."""
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    return CommandContext(principal.tenant_id, principal.actor, command_id=command_id, trace_id=request_id)
 
 
 @router.post(

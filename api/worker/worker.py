@@ -219,7 +219,10 @@ class Worker:
 
     async def _process(self, queue: str, message_id: str, task_id: str, *, reaping: bool = False) -> None:
         try:
-            await self._process_task(task_id)
+            # trace_id and tenant_id are bound inside, once read; leaving the block unbinds them.
+            scope = {"task_id": task_id, "worker": self.options.name, "trace_id": None, "tenant_id": None}
+            with structlog.contextvars.bound_contextvars(**scope):
+                await self._process_task(task_id)
         except Held:
             if reaping:
                 return  # its holder is alive: leave the message pending, to look again later
@@ -247,6 +250,9 @@ class Worker:
         if not events:
             return None
         context = CommandContext(events[0].tenant_id or self.options.tenant_id, self.options.name)
+        trace_id = events[0].metadata.get("trace_id")
+        if trace_id:  # the submitting request's id: one id from the HTTP request to the worker's lines
+            structlog.contextvars.bind_contextvars(trace_id=trace_id, tenant_id=context.tenant_id)
         state = TASK.fold(_read(events))
         self._held.seen(TASK.stream_id(task_id), state, events[-1].stream_version)
         submitted_at = events[0].recorded_at

@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 
 from eventstore.apikeys import create_key
@@ -299,3 +300,28 @@ async def test_conversations_and_runs_for_their_tenant_only(
             assert (await client.get("/v1/runs/nope/epochs", headers=auth(keys["acme"]))).status_code == 404
     finally:
         stop(daemon)
+
+
+async def test_an_oversized_body_is_413_and_writes_nothing(
+    base_url: str, keys: dict[str, str], db: asyncpg.Connection
+) -> None:
+    before = await db.fetchval("SELECT count(*) FROM events")
+    huge = {"type": "echo", "payload": {"blob": "x" * (2 * 1024 * 1024)}}
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        r = await client.post("/v1/tasks", json=huge, headers=auth(keys["acme"]))
+    assert r.status_code == 413 and "bytes" in r.json()["error"]
+    assert await db.fetchval("SELECT count(*) FROM events") == before
+
+
+async def test_a_request_id_is_answered_and_recorded_as_the_events_trace_id(
+    base_url: str, keys: dict[str, str], db: asyncpg.Connection
+) -> None:
+    headers = {**auth(keys["acme"]), "X-Request-Id": "req-4711"}
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        r = await client.post("/v1/tasks", json={"type": "echo"}, headers=headers)
+        assert r.headers["x-request-id"] == "req-4711"
+        assert len((await client.get("/health")).headers["x-request-id"]) == 32  # made up when not given
+    metadata = await db.fetchval(
+        "SELECT metadata FROM events WHERE stream_id = $1", f"task-{r.json()['task_id']}"
+    )
+    assert orjson.loads(metadata)["trace_id"] == "req-4711"
