@@ -39,6 +39,7 @@ def worker(
     tenant_rate: Annotated[
         float, typer.Option(min=0.0, help="tasks one tenant starts a second across all workers (0: no limit)")
     ] = 0.0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda: where the train handler runs")] = "auto",
 ) -> None:
     """Claim tasks from the priority queues and run them; SIGTERM stops claiming and lets the
     tasks in hand finish.
@@ -68,10 +69,12 @@ def worker(
         backoff_base_s=backoff_seconds,
         tenant_max_running=tenant_max_running,
         tenant_rate=tenant_rate,
+        device=_device(device),
     )
 
     async def work(settings: Settings, svc: Services) -> None:
         import asyncio
+        import dataclasses
 
         if metrics_port is not None:
             from prometheus_client import start_http_server
@@ -81,7 +84,7 @@ def worker(
         async with await EventStore.connect(svc.database_url, settings) as store:
             pool = await create_pool(svc.database_url, 2)
             redis = aioredis.Redis.from_url(svc.redis_url)
-            running = Worker(store, redis, pool, options)
+            running = Worker(store, redis, pool, dataclasses.replace(options, data_dir=settings.data_dir))
             asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, running.drain)
             try:
                 await running.run()
@@ -91,3 +94,11 @@ def worker(
 
     uvloop.install()  # asyncpg and redis on uvloop: measured faster per task on this machine
     run_with_services(work)
+
+
+def _device(value: str) -> str:
+    """The name's form only: torch (and so whether CUDA is there) loads when a train task runs,
+    not at every worker's start."""
+    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
+        return value
+    raise InvalidInput(f"--device {value!r}: use auto, cpu, cuda or cuda:N")

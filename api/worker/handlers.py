@@ -12,6 +12,7 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 __all__ = ["HANDLERS", "NonRetryable", "TaskContext", "handler"]
@@ -27,6 +28,10 @@ class TaskContext:
     attempt: int
     fencing_token: int
     worker: str
+    tenant_id: str | None = None
+    device: str = "auto"  # the worker's --device, for handlers that use torch
+    event_log: Any = None  # the worker's event store, for handlers that record events
+    data_dir: Path = Path(".chronicle")
 
     @property
     def idempotency_key(self) -> str:
@@ -74,3 +79,27 @@ async def fail(payload: Mapping[str, Any], ctx: TaskContext) -> Mapping[str, Any
     if payload.get("retryable", True):
         raise RuntimeError(str(payload.get("error", "failed on purpose")))
     raise NonRetryable(str(payload.get("error", "failed on purpose, not retryable")))
+
+
+@handler("train")
+async def train(payload: Mapping[str, Any], ctx: TaskContext) -> Mapping[str, Any]:
+    """The Tolaria-Kasmina-Tamiyo training loop on the worker's device, recorded in
+    ``run-<run id>``. Payload: the options of ``chronicle train`` (epochs, seeds, batch_size,
+    seed, lr, device, checkpoint_every). Each attempt is a run of its own: the task id, then
+    ``<task id>-<attempt>`` for a retry."""
+    import orjson
+
+    from api.services.training import train_task
+
+    run_id = ctx.task_id if ctx.attempt <= 1 else f"{ctx.task_id}-{ctx.attempt}"
+    options = {"device": ctx.device, **payload, "run_id": run_id}
+    if ctx.tenant_id:
+        options["tenant_id"] = ctx.tenant_id
+    from core.errors import InvalidInput
+
+    try:
+        summary = await train_task(options, event_log=ctx.event_log, checkpoint_root=ctx.data_dir / "runs")
+    except InvalidInput as exc:  # bad options, or no such device here: running again cannot help
+        raise NonRetryable(str(exc)) from exc
+    plain: dict[str, Any] = orjson.loads(orjson.dumps(summary, default=str))  # JSON, as a result must be
+    return plain

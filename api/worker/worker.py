@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
@@ -102,6 +103,8 @@ class WorkerOptions:
     reconcile_every_s: float = 30.0
     tenant_max_running: int = 0  # tasks one tenant runs at once across every worker; 0: no limit
     tenant_rate: float = 0.0  # tasks one tenant starts a second across every worker; 0: no limit
+    device: str = "auto"  # for handlers that use torch (train)
+    data_dir: Path = Path(".chronicle")  # where handlers keep files (train's checkpoints)
     backoff_base_s: float = 1.0
     backoff_cap_s: float = 60.0
 
@@ -344,7 +347,16 @@ class Worker:
     async def _execute(self, state: TaskState, context: CommandContext) -> None:
         task_id, token = state.task_id, state.fencing_token
         fn = HANDLERS.get(state.handler)
-        ctx = TaskContext(task_id, state.attempt, token, self.options.name)
+        ctx = TaskContext(
+            task_id,
+            state.attempt,
+            token,
+            self.options.name,
+            tenant_id=context.tenant_id,
+            device=self.options.device,
+            event_log=self._store,
+            data_dir=self.options.data_dir,
+        )
         if fn is None:
             await self._end_attempt(
                 task_id,

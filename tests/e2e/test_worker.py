@@ -581,3 +581,25 @@ async def test_a_callback_is_retried_until_delivered_signed_and_every_attempt_re
         stop(worker)
         stop(daemon)
         server.close()
+
+
+async def test_the_train_handler_runs_the_training_loop_on_the_workers_device(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    worker = start_worker(env, "w-train", "--concurrency", "1", "--device", "cpu")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            task_id = await submit(client, key, {"type": "train", "payload": {"epochs": 1, "seeds": 1}})
+            done = await until(client, key, task_id, "completed", timeout=300)
+    finally:
+        stop(worker)
+    assert done["status"] == "completed"
+    run_types = [
+        r[0]
+        for r in await db.fetch(
+            "SELECT event_type FROM events WHERE stream_id = $1 ORDER BY stream_version", f"run-{task_id}"
+        )
+    ]
+    assert run_types[0] == "RunStarted" and run_types[-1] == "RunCompleted", run_types
+    tenant = await db.fetchval("SELECT tenant_id FROM events WHERE stream_id = $1 LIMIT 1", f"run-{task_id}")
+    assert tenant == "acme"
