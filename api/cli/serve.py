@@ -18,6 +18,10 @@ __all__ = ["create_key", "list_keys", "revoke_key", "serve"]
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    tenant_submit_rate: Annotated[
+        float,
+        typer.Option(min=0.0, help="submissions a second one tenant may make, across replicas (0: no limit)"),
+    ] = 0.0,
 ) -> None:
     """Run the HTTP API (uvicorn). SIGTERM drains: /ready turns false, in-flight requests finish.
 
@@ -33,7 +37,7 @@ def serve(
     uvloop.install()
 
     async def work(settings: Settings, svc: Services) -> None:
-        app = create_app(settings, svc.database_url, svc.redis_url)
+        app = create_app(settings, svc.database_url, svc.redis_url, tenant_submit_rate=tenant_submit_rate)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         await uvicorn.Server(config).serve()
 

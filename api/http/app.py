@@ -107,13 +107,17 @@ class _TooLarge(Exception):
     pass
 
 
-def create_app(settings: Settings, database_url: str, redis_url: str) -> FastAPI:
+def create_app(
+    settings: Settings, database_url: str, redis_url: str, *, tenant_submit_rate: float = 0.0
+) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await EventStore.connect(database_url, settings)
         pool = await create_pool(database_url, 4)
         redis = Redis.from_url(redis_url)
-        app.state.services = Services(store, pool, redis, KeyRing(pool))
+        app.state.services = Services(
+            store, pool, redis, KeyRing(pool), tenant_submit_rate=tenant_submit_rate
+        )
         try:
             yield
         finally:

@@ -21,6 +21,7 @@ class Services:
     redis: Redis
     keys: KeyRing
     max_lag_seconds: float = 30.0
+    tenant_submit_rate: float = 0.0  # submissions a second per tenant across replicas; 0: no limit
     draining: bool = field(default=False)
 
 

@@ -44,7 +44,7 @@ from core.domain.task import CancelTask, RequeueTask, SubmitTask, TaskState, Tas
 from core.domain.task.events import Priority as DomainPriority
 from core.events import RecordedEvent, uuid7
 from eventstore.apikeys import Principal
-from eventstore.redis.queues import dispatch
+from eventstore.redis.queues import dispatch, take_token
 from eventstore.tenancy import TenantReader, as_tenant
 from projections.models.tasks import TaskRow, tasks
 
@@ -75,7 +75,11 @@ def _context(principal: Principal, command_id: str | None = None) -> CommandCont
     "",
     status_code=202,
     response_model=TaskAccepted,
-    responses={**ERRORS, 202: {"description": "recorded; watch it at status_url (also in Location)"}},
+    responses={
+        **ERRORS,
+        202: {"description": "recorded; watch it at status_url (also in Location)"},
+        429: {"model": ErrorBody, "description": "the tenant submits over its rate; retry after Retry-After"},
+    },
 )
 async def submit(
     body: TaskSubmission,
@@ -84,6 +88,11 @@ async def submit(
     svc: Svc,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> TaskAccepted:
+    rate = svc.tenant_submit_rate
+    if rate and not await take_token(svc.redis, f"submit:{principal.tenant_id}", rate):
+        raise HTTPException(
+            429, f"tenant {principal.tenant_id} submits over {rate:g} tasks a second", {"Retry-After": "1"}
+        )
     if idempotency_key is not None:
         task_id = str(uuid.uuid5(_IDEMPOTENT_TASKS, f"{principal.tenant_id}\x00{idempotency_key}"))
     else:

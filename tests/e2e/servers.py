@@ -26,11 +26,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(env: dict[str, str]) -> Iterator[str]:
-    """The base URL of a `chronicle serve` with ``env``, once it answers /health; stopped after."""
+def serving(env: dict[str, str], *args: str) -> Iterator[str]:
+    """The base URL of a `chronicle serve` with ``env`` (and ``args``), once it answers /health;
+    stopped after."""
     port = free_port()
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([*CLI, "serve", "--port", str(port)], env=full_env, cwd=ROOT)
+    server = subprocess.Popen([*CLI, "serve", "--port", str(port), *args], env=full_env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -325,3 +325,20 @@ async def test_a_request_id_is_answered_and_recorded_as_the_events_trace_id(
         "SELECT metadata FROM events WHERE stream_id = $1", f"task-{r.json()['task_id']}"
     )
     assert orjson.loads(metadata)["trace_id"] == "req-4711"
+
+
+async def test_a_tenant_over_its_submission_rate_gets_429_and_nothing_is_written(
+    api_env: dict[str, str], keys: dict[str, str], db: asyncpg.Connection
+) -> None:
+    before = await db.fetchval("SELECT count(*) FROM events")
+    with serving(api_env, "--tenant-submit-rate", "2") as url:
+        async with httpx.AsyncClient(base_url=url) as client:
+            answers = [
+                await client.post("/v1/tasks", json={"type": "echo"}, headers=auth(keys["acme-admin"]))
+                for _ in range(6)
+            ]
+    codes = [a.status_code for a in answers]
+    assert codes[:2] == [202, 202] and 429 in codes, codes
+    refused = next(a for a in answers if a.status_code == 429)
+    assert refused.headers["retry-after"] == "1" and "acme" in refused.json()["error"]
+    assert await db.fetchval("SELECT count(*) FROM events") - before == codes.count(202)
