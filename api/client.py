@@ -1,8 +1,12 @@
-"""A Python client for Chronicle's HTTP API (httpx), sync and async, for the routes built so far.
+"""A Python client for Chronicle's HTTP API (httpx), sync and async, for every route.
 
     with Client("http://127.0.0.1:8000", key) as chronicle:
         task = chronicle.submit("echo", {"x": 1}, idempotency_key="order-4711")
         print(chronicle.get(task.task_id).status)
+        chronicle.call(routes.register_agent("planner-1", "planner", ["gpu"]))
+
+The task methods return the contract's models; ``call(routes.<route>(...))`` reaches every
+other route and returns its JSON.
 
 Every error answer raises ``ApiError`` with its status, message and the field at fault.
 """
@@ -17,7 +21,105 @@ import orjson
 
 from api.contract.v1 import EventView, TaskAccepted, TaskList, TaskView
 
-__all__ = ["ApiError", "AsyncClient", "Client"]
+__all__ = ["ApiError", "AsyncClient", "Client", "Request", "routes"]
+
+# A request to any route: (method, path, httpx keyword arguments). ``routes`` builds one for
+# every route beyond the typed task methods; ``Client.call`` and ``AsyncClient.call`` send it
+# and return the JSON answer (or the text of a text answer).
+Request = tuple[str, str, dict[str, Any]]
+
+
+def _query(**values: Any) -> dict[str, Any]:
+    return {"params": {k: v for k, v in values.items() if v is not None}}
+
+
+class routes:  # noqa: N801 - a namespace of request builders, read as routes.retry(...)
+    @staticmethod
+    def retry(task_id: str) -> Request:
+        return "POST", f"/v1/tasks/{task_id}/retry", {}
+
+    @staticmethod
+    def bulk_cancel(
+        status: str | None = None, priority: str | None = None, reason: str | None = None
+    ) -> Request:
+        body = {k: v for k, v in {"status": status, "priority": priority, "reason": reason}.items() if v}
+        return "POST", "/v1/tasks/bulk-cancel", {"json": body}
+
+    @staticmethod
+    def bulk_retry(status: str | None = None, priority: str | None = None) -> Request:
+        body = {k: v for k, v in {"status": status, "priority": priority}.items() if v}
+        return "POST", "/v1/tasks/bulk-retry", {"json": body}
+
+    @staticmethod
+    def register_agent(agent_id: str, name: str, capabilities: list[str] | None = None) -> Request:
+        body = {"agent_id": agent_id, "name": name, "capabilities": capabilities or []}
+        return "POST", "/v1/agents", {"json": body}
+
+    @staticmethod
+    def agents(after: str | None = None, limit: int = 100) -> Request:
+        return "GET", "/v1/agents", _query(after=after, limit=limit)
+
+    @staticmethod
+    def agent(agent_id: str) -> Request:
+        return "GET", f"/v1/agents/{agent_id}", {}
+
+    @staticmethod
+    def deregister_agent(agent_id: str, reason: str = "deregistered") -> Request:
+        return "DELETE", f"/v1/agents/{agent_id}", _query(reason=reason)
+
+    @staticmethod
+    def stream_events(stream_id: str, from_version: int = 1, limit: int = 1000) -> Request:
+        return "GET", f"/v1/streams/{stream_id}/events", _query(from_version=from_version, limit=limit)
+
+    @staticmethod
+    def stream_state(
+        stream_id: str, version: int | None = None, position: int | None = None, at: str | None = None
+    ) -> Request:
+        return "GET", f"/v1/streams/{stream_id}/state", _query(version=version, position=position, at=at)
+
+    @staticmethod
+    def send_message(conversation_id: str, sender: str, recipient: str, body: dict[str, Any]) -> Request:
+        message = {"sender": sender, "recipient": recipient, "body": body}
+        return "POST", f"/v1/conversations/{conversation_id}/messages", {"json": message}
+
+    @staticmethod
+    def messages(conversation_id: str, after: int = 0, limit: int = 100) -> Request:
+        return "GET", f"/v1/conversations/{conversation_id}/messages", _query(after=after, limit=limit)
+
+    @staticmethod
+    def runs(limit: int = 100) -> Request:
+        return "GET", "/v1/runs", _query(limit=limit)
+
+    @staticmethod
+    def run_epochs(run_id: str, include_abandoned: bool = False) -> Request:
+        return "GET", f"/v1/runs/{run_id}/epochs", _query(include_abandoned=include_abandoned)
+
+    @staticmethod
+    def audit_events(cursor: str | None = None, limit: int = 100, **filters: Any) -> Request:
+        return "GET", "/v1/audit/events", _query(cursor=cursor, limit=limit, **filters)
+
+    @staticmethod
+    def audit_export(format: str = "jsonl", **filters: Any) -> Request:
+        return "GET", "/v1/audit/export", _query(format=format, **filters)
+
+    @staticmethod
+    def proof(event_id: str, size: int | None = None) -> Request:
+        return "GET", f"/v1/audit/proofs/{event_id}", _query(size=size)
+
+    @staticmethod
+    def checkpoint() -> Request:
+        return "GET", "/v1/audit/checkpoint", {}
+
+    @staticmethod
+    def verify(stream_id: str) -> Request:
+        return "GET", f"/v1/audit/verify/{stream_id}", {}
+
+
+def _answer(response: httpx.Response) -> Any:
+    _raise_for(response)
+    if response.headers.get("content-type", "").startswith("application/json"):
+        return response.json()
+    return response.text
 
 
 class ApiError(Exception):
@@ -86,9 +188,12 @@ class Client:
         self._http.close()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
-        _raise_for(response)
-        return response.json()
+        return _answer(self._http.request(method, path, **kwargs))
+
+    def call(self, request: Request) -> Any:
+        """Send a request built by ``routes``; the JSON answer, or the text of a text one."""
+        method, path, kwargs = request
+        return self._call(method, path, **kwargs)
 
     def submit(
         self,
@@ -150,9 +255,12 @@ class AsyncClient:
         await self._http.aclose()
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = await self._http.request(method, path, **kwargs)
-        _raise_for(response)
-        return response.json()
+        return _answer(await self._http.request(method, path, **kwargs))
+
+    async def call(self, request: Request) -> Any:
+        """Send a request built by ``routes``; the JSON answer, or the text of a text one."""
+        method, path, kwargs = request
+        return await self._call(method, path, **kwargs)
 
     async def submit(
         self,

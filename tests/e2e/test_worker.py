@@ -291,6 +291,16 @@ async def test_the_python_clients_submit_follow_and_report_errors(
 
         status, types, bad = await asyncio.to_thread(sync_side)
         assert (status, types[0], types[-1], bad) == ("completed", "TaskAssigned", "TaskCompleted", 422)
+
+        # Every other route through routes: the stream of the async task, as the client sees it.
+        from api.client import routes
+
+        async with AsyncClient(api, key) as chronicle:
+            with pytest.raises(ApiError) as no_scope:  # the test key has no audit:read
+                await chronicle.call(routes.stream_events(f"task-{accepted.task_id}"))
+            assert no_scope.value.status == 403
+            listed = await chronicle.call(routes.runs())
+            assert listed == {"items": []}
     finally:
         stop(worker)
 
@@ -603,3 +613,55 @@ async def test_the_train_handler_runs_the_training_loop_on_the_workers_device(
     assert run_types[0] == "RunStarted" and run_types[-1] == "RunCompleted", run_types
     tenant = await db.fetchval("SELECT tenant_id FROM events WHERE stream_id = $1 LIMIT 1", f"run-{task_id}")
     assert tenant == "acme"
+
+
+async def test_a_cancel_racing_the_claim_wins_or_loses_whole(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    """Cancels sent while workers claim: a task cancelled while queued never starts, and one
+    that started first is cancelled while it runs, or finishes and refuses the cancel."""
+    workers = [start_worker(env, f"w-race-{i}", "--concurrency", "4") for i in range(2)]
+    headers = {"Authorization": f"Bearer {key}"}
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            raced = []
+            for _ in range(30):
+                task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 0.2}})
+                raced.append((task_id, client.post(f"/v1/tasks/{task_id}/cancel", headers=headers)))
+            answers = await asyncio.gather(*(post for _, post in raced))
+            for (task_id, _), answer in zip(raced, answers, strict=True):
+                ended = "cancelled" if answer.status_code == 200 else "completed"
+                assert answer.status_code in (200, 409), answer.text
+                await until(client, key, task_id, ended)
+    finally:
+        for worker in workers:
+            stop(worker)
+    for task_id, _ in raced:
+        types = [t for t, _ in await history(db, task_id)]
+        if "TaskCancelled" in types:
+            after = types[types.index("TaskCancelled") + 1 :]
+            assert after == [] and "TaskCompleted" not in types, types  # nothing runs on after it
+        else:
+            assert types[-1] == "TaskCompleted", types
+
+
+async def test_a_task_dispatched_three_times_runs_once(
+    env: dict[str, str], api: str, key: str, db: asyncpg.Connection
+) -> None:
+    from eventstore.redis.queues import dispatch
+
+    async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+        task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 0.3}})
+        redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+        for _ in range(2):  # two more deliveries of the same message, as a reconciler or a retry would
+            await dispatch(redis, task_id, "normal")
+        await redis.aclose()
+        workers = [start_worker(env, f"w-dup-{i}", "--concurrency", "4") for i in range(2)]
+        try:
+            await until(client, key, task_id, "completed")
+            await asyncio.sleep(1)  # time for the other deliveries to be drawn and let go
+        finally:
+            for worker in workers:
+                stop(worker)
+    types = [t for t, _ in await history(db, task_id)]
+    assert types == ["TaskSubmitted", "TaskAssigned", "TaskStarted", "TaskCompleted"], types
