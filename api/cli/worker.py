@@ -40,6 +40,9 @@ def worker(
         float, typer.Option(min=0.0, help="tasks one tenant starts a second across all workers (0: no limit)")
     ] = 0.0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda: where the train handler runs")] = "auto",
+    reconcile_seconds: Annotated[
+        float, typer.Option(min=0.1, help="how often one worker re-dispatches waiting tasks from the log")
+    ] = 30.0,
 ) -> None:
     """Claim tasks from the priority queues and run them; SIGTERM stops claiming and lets the
     tasks in hand finish.
@@ -70,6 +73,7 @@ def worker(
         tenant_max_running=tenant_max_running,
         tenant_rate=tenant_rate,
         device=_device(device),
+        reconcile_every_s=reconcile_seconds,
     )
 
     async def work(settings: Settings, svc: Services) -> None:

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from api.http.services import Services, services
+from core.domain.task import TaskStatus
 from eventstore.migrate import check_at_head
 from eventstore.redis.queues import PRIORITIES, queue_depth
 from projections.runner.status import lagging, statuses
@@ -47,6 +48,7 @@ async def ready(svc: Annotated[Services, Depends(services)]) -> JSONResponse:
     return JSONResponse(body, status_code=503 if problems else 200)
 
 
+TASKS = Gauge("chronicle_tasks", "tasks on the task board, by status (every tenant)", ["status"])
 QUEUE_DEPTH = Gauge(
     "chronicle_queue_depth", "tasks dispatched and not yet acknowledged, by priority", ["priority"]
 )
@@ -57,4 +59,10 @@ async def metrics(svc: Annotated[Services, Depends(services)]) -> Response:
     with contextlib.suppress(Exception):  # Redis away: the other metrics still answer
         for priority in PRIORITIES:
             QUEUE_DEPTH.labels(priority).set(await queue_depth(svc.redis, priority))
+    with contextlib.suppress(Exception):  # the task board not built yet, or the database away
+        async with svc.pool.acquire() as conn:
+            counts = dict(await conn.fetch("SELECT status, count(*) FROM task_board GROUP BY status"))
+        for status in TaskStatus:
+            if status is not TaskStatus.UNSUBMITTED:
+                TASKS.labels(status.value).set(counts.get(status.value, 0))
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -200,6 +200,7 @@ class Worker:
                 # PostgreSQL or Redis away, a lost race retried too often: the message stays
                 # pending (unacknowledged) and the reaper hands it out again; pause and go on.
                 log.warning("worker.claim_failed", error=str(exc), consumer=consumer)
+                await self._regroup_if_lost(exc)
                 await asyncio.sleep(0.5)
 
     async def _next(self, consumer: str) -> tuple[str, str, str] | None:
@@ -216,6 +217,13 @@ class Worker:
                 message_id, fields = messages[0]
                 return queue, _text(message_id), _text(fields[b"task_id"])
         return None
+
+    async def _regroup_if_lost(self, exc: Exception) -> None:
+        """A flushed or replaced Redis lost the consumer groups too: make them again (the
+        reconciler puts the tasks back)."""
+        if "NOGROUP" in str(exc):
+            with contextlib.suppress(Exception):
+                await ensure_groups(self._redis)
 
     async def _ack(self, queue: str, message_id: str) -> None:
         await self._redis.xack(queue_key(queue), GROUP, message_id)
@@ -457,6 +465,7 @@ class Worker:
                             await self._ack(queue, _text(message_id))
             except Exception as exc:  # keep reaping through a blip; the next round retries
                 log.warning("worker.reap_failed", error=str(exc))
+                await self._regroup_if_lost(exc)
 
 
 async def _persist(write: Callable[[], Awaitable[Any]], patience_s: float = 60.0) -> None:

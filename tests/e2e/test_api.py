@@ -221,6 +221,7 @@ async def test_health_ready_metrics_and_an_openapi_document_that_declares_the_er
             if line.startswith('chronicle_queue_depth{priority="high"}')
         )
         assert float(depth.split()[-1]) >= 1
+        assert 'chronicle_tasks{status="pending"}' in exported  # from the task board, every tenant
         spec = (await client.get("/openapi.json")).json()
     submit = spec["paths"]["/v1/tasks"]["post"]["responses"]
     assert {"202", "401", "403", "422", "503"} <= submit.keys()

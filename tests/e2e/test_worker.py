@@ -194,22 +194,27 @@ async def test_a_cancel_reaches_a_running_task_and_sticks(
         stop(worker)
 
 
-async def test_a_flushed_redis_loses_no_task(
+async def test_a_redis_flushed_mid_load_loses_no_task_and_runs_none_twice(
     env: dict[str, str], api: str, key: str, db: asyncpg.Connection
 ) -> None:
-    async with httpx.AsyncClient(base_url=api, timeout=10) as client:
-        waiting = [await submit(client, key, {"type": "echo", "payload": {"n": n}}) for n in range(10)]
-        redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
-        keys = [k async for k in redis.scan_iter("chronicle:*")]
-        await redis.delete(*keys)  # every queued message, and every consumer group, gone
-        await redis.aclose()
-        worker = start_worker(env, "w-after-flush", "--concurrency", "2")
-        try:
-            for task_id in waiting:
+    worker = start_worker(env, "w-flush", "--concurrency", "4", "--reconcile-seconds", "1")
+    try:
+        async with httpx.AsyncClient(base_url=api, timeout=10) as client:
+            slow = {"type": "sleep", "payload": {"seconds": 0.3}}
+            tasks = [await submit(client, key, slow) for _ in range(24)]
+            deadline = time.monotonic() + 60
+            while sum([(await status_of(client, key, t))["status"] == "completed" for t in tasks]) < 3:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+            keys = [k async for k in redis.scan_iter("chronicle:*")]
+            await redis.delete(*keys)  # every queued message, pending entry and consumer group, mid-load
+            await redis.aclose()
+            for task_id in tasks:
                 await until(client, key, task_id, "completed")
-        finally:
-            stop(worker)
-    for task_id in waiting:
+    finally:
+        stop(worker)
+    for task_id in tasks:
         assert [t for t, _ in await history(db, task_id)].count("TaskCompleted") == 1
 
 
