@@ -343,7 +343,7 @@ async def run(
         key = await create_key(conn, "bench", "bench", ("admin",))
         port = _port()
         base = f"http://127.0.0.1:{port}"
-        async with _process(env, "serve", "--port", str(port)):
+        async with _process(env, "serve", "--port", str(port), "--drain-seconds", "0"):
             await _until_up(base)
             async with (
                 _process(env, "worker", "--name", "bench-1", "--queues", "high", "--concurrency", "16"),

@@ -22,8 +22,13 @@ def serve(
         float,
         typer.Option(min=0.0, help="submissions a second one tenant may make, across replicas (0: no limit)"),
     ] = 0.0,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(min=0.0, help="after SIGTERM, seconds of serving with /ready false before stopping"),
+    ] = 5.0,
 ) -> None:
-    """Run the HTTP API (uvicorn). SIGTERM drains: /ready turns false, in-flight requests finish.
+    """Run the HTTP API (uvicorn). SIGTERM drains: /ready turns false, requests go on being served
+    for --drain-seconds, then the server stops and lets in-flight requests finish.
 
     Example: chronicle serve --host 0.0.0.0 --port 8000
     """
@@ -31,6 +36,7 @@ def serve(
     import uvloop
 
     from api.http.app import create_app
+    from api.http.server import DrainingServer
 
     # uvloop for the whole process (asyncpg and redis too): the server runs on the loop
     # run_with_services starts, so uvicorn's own --loop choice would not apply.
@@ -39,7 +45,7 @@ def serve(
     async def work(settings: Settings, svc: Services) -> None:
         app = create_app(settings, svc.database_url, svc.redis_url, tenant_submit_rate=tenant_submit_rate)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-        await uvicorn.Server(config).serve()
+        await DrainingServer(config, app, drain_seconds).serve()
 
     run_with_services(work)
 

@@ -31,7 +31,8 @@ def serving(env: dict[str, str], *args: str) -> Iterator[str]:
     stopped after."""
     port = free_port()
     full_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
-    server = subprocess.Popen([*CLI, "serve", "--port", str(port), *args], env=full_env, cwd=ROOT)
+    command = [*CLI, "serve", "--port", str(port), "--drain-seconds", "0", *args]  # tests stop at once
+    server = subprocess.Popen(command, env=full_env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -14,7 +17,7 @@ import pytest
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
-from tests.e2e.servers import serving, start_daemon, stop
+from tests.e2e.servers import CLI, ROOT, free_port, serving, start_daemon, stop
 
 pytestmark = pytest.mark.integration
 
@@ -343,3 +346,33 @@ async def test_a_tenant_over_its_submission_rate_gets_429_and_nothing_is_written
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.headers["retry-after"] == "1" and "acme" in refused.json()["error"]
     assert await db.fetchval("SELECT count(*) FROM events") - before == codes.count(202)
+
+
+async def test_sigterm_drains_ready_false_while_requests_are_still_served(
+    api_env: dict[str, str], keys: dict[str, str]
+) -> None:
+    port = free_port()
+    env = {**os.environ, **api_env, "PYTHONPATH": str(ROOT)}
+    args = ("serve", "--port", str(port), "--drain-seconds", "3")
+    server = await asyncio.create_subprocess_exec(*CLI, *args, env=env, cwd=ROOT)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(600):
+                with contextlib.suppress(httpx.TransportError):
+                    if (await client.get("/ready")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+            server.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            ready = await client.get("/ready")
+            assert ready.status_code == 503 and "draining" in ready.json()["problems"]
+            assert (await client.get("/health")).status_code == 200
+            late = await client.post("/v1/tasks", json={"type": "echo"}, headers=auth(keys["acme"]))
+            assert late.status_code == 202  # still served while the balancer catches up
+        stopped = time.monotonic()
+        await asyncio.wait_for(server.wait(), 30)
+        assert time.monotonic() - stopped < 10
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
