@@ -145,8 +145,10 @@ def _submission(
     return body, ({"Idempotency-Key": idempotency_key} if idempotency_key else {})
 
 
-def _list_params(status: str | None, priority: str | None, cursor: str | None, limit: int) -> dict[str, Any]:
-    params = {"status": status, "priority": priority, "cursor": cursor, "limit": limit}
+def _list_params(
+    status: str | None, priority: str | None, cursor: str | None, limit: int, type_: str | None = None
+) -> dict[str, Any]:
+    params = {"status": status, "type": type_, "priority": priority, "cursor": cursor, "limit": limit}
     return {k: v for k, v in params.items() if v is not None}
 
 
@@ -217,8 +219,9 @@ class Client:
         priority: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        type_: str | None = None,
     ) -> TaskList:
-        params = _list_params(status, priority, cursor, limit)
+        params = _list_params(status, priority, cursor, limit, type_)
         return TaskList.model_validate(self._call("GET", "/v1/tasks", params=params))
 
     def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskView:
@@ -284,8 +287,9 @@ class AsyncClient:
         priority: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        type_: str | None = None,
     ) -> TaskList:
-        params = _list_params(status, priority, cursor, limit)
+        params = _list_params(status, priority, cursor, limit, type_)
         return TaskList.model_validate(await self._call("GET", "/v1/tasks", params=params))
 
     async def cancel(self, task_id: str, reason: str = "cancelled by request") -> TaskView:

@@ -237,6 +237,7 @@ async def list_tasks(
     principal: Reader,
     svc: Svc,
     status: TaskStatus | None = None,
+    type: str | None = None,
     priority: Priority | None = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -249,6 +250,7 @@ async def list_tasks(
             tenant_id=principal.tenant_id,  # what row-level security enforces anyway; uses the index
             status=status,
             priority=None if priority is None else DomainPriority(priority),
+            handler=type,
             after=after,
             limit=limit,
         )

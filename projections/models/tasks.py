@@ -211,16 +211,19 @@ async def tasks(
     status: TaskStatus | None = None,
     queue: str | None = None,
     priority: Priority | None = None,
+    handler: str | None = None,
     after: tuple[datetime, str] | None = None,
     limit: int = 100,
 ) -> list[TaskRow]:
-    """Tasks in submission order (then by id), filtered by whichever of tenant, status, queue
-    and priority are given; ``after`` is the last row's ``cursor`` of the previous page."""
+    """Tasks in submission order (then by id), filtered by whichever of tenant, status, queue,
+    priority and handler (the task's type) are given; ``after`` is the last row's ``cursor`` of
+    the previous page."""
     filters = {
         "tenant_id": tenant_id,
         "status": None if status is None else status.value,
         "queue": queue,
         "priority": None if priority is None else priority.value,
+        "handler": handler,
     }
     records = await fetch_page(
         conn, "task_board", COLUMNS, filters, ("submitted_at", "task_id"), after, limit

@@ -336,6 +336,9 @@ async def test_dead_letters_are_listed_and_retried_in_bulk(
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.1)
             expected = await listed()
+            by_type = {"status": "dead_lettered", "type": "echo"}
+            echoes = (await client.get("/v1/tasks", params=by_type, headers=headers)).json()["tasks"]
+            assert not {t["task_id"] for t in echoes} & set(doomed)  # they are of type fail
             r = await client.post("/v1/tasks/bulk-retry", json={}, headers=headers)
             assert r.status_code == 200
             assert r.json() == {"matched": len(expected), "changed": len(expected), "refused": 0}
