@@ -13,10 +13,23 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["CLI", "ROOT", "free_port", "serving", "start_daemon", "stop"]
+__all__ = ["CLI", "ROOT", "free_port", "service_env", "serving", "start_daemon", "stop"]
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-c", "from api.cli import app; app()"]
+
+
+def service_env(database_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+    """What a `chronicle` process of a test needs: this environment, the test's own database,
+    Redis and data directory, JSON logs."""
+    return {
+        **os.environ,
+        "CHRONICLE_DATABASE_URL": database_url,
+        "CHRONICLE_REDIS_URL": redis_url,
+        "CHRONICLE_DATA_DIR": str(data_dir),
+        "CHRONICLE_LOG_FORMAT": "json",
+        "PYTHONPATH": str(ROOT),
+    }
 
 
 def free_port() -> int:

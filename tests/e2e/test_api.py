@@ -17,7 +17,7 @@ import pytest
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
-from tests.e2e.servers import CLI, ROOT, free_port, serving, start_daemon, stop
+from tests.e2e.servers import CLI, ROOT, free_port, service_env, serving, start_daemon, stop
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +26,7 @@ pytestmark = pytest.mark.integration
 def api_env(
     new_database: Callable[[], str], redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
-    return {
-        "CHRONICLE_DATABASE_URL": new_database(),
-        "CHRONICLE_REDIS_URL": redis_url,
-        "CHRONICLE_DATA_DIR": str(tmp_path_factory.mktemp("api-data")),
-        "CHRONICLE_LOG_FORMAT": "json",
-    }
+    return service_env(new_database(), redis_url, tmp_path_factory.mktemp("api-data"))
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import signal
 import subprocess
 import time
@@ -23,7 +22,7 @@ import redis.asyncio as aioredis
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
-from tests.e2e.servers import CLI, ROOT, serving, start_daemon, stop
+from tests.e2e.servers import CLI, ROOT, service_env, serving, start_daemon, stop
 from tests.e2e.servers import free_port as _free_port
 
 pytestmark = pytest.mark.integration
@@ -33,14 +32,7 @@ pytestmark = pytest.mark.integration
 def env(
     new_database: Callable[[], str], redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CHRONICLE_DATABASE_URL": new_database(),
-        "CHRONICLE_REDIS_URL": redis_url,
-        "CHRONICLE_DATA_DIR": str(tmp_path_factory.mktemp("worker-data")),
-        "CHRONICLE_LOG_FORMAT": "json",
-        "PYTHONPATH": str(ROOT),
-    }
+    return service_env(new_database(), redis_url, tmp_path_factory.mktemp("worker-data"))
 
 
 @pytest.fixture(scope="module")
