@@ -2,8 +2,9 @@
 records every transition through the task decider.
 
 Claiming. A Redis message only says "look at task X". The worker assigns the task to itself
-with ``AssignTask``, which the task stream accepts only from pending or retry-scheduled, and
-which hands out a lease and a fencing token one greater than any before. So a duplicate
+and starts it with ``ClaimTask`` (TaskAssigned and TaskStarted in one append), which the task
+stream accepts only from pending or retry-scheduled, and which hands out a lease and a
+fencing token one greater than any before. So a duplicate
 message, a stale one, or two workers racing for one task end with one holder: the loser's
 append conflicts, it reloads, and the decider refuses it. The message is acknowledged only
 after the task's outcome is recorded, so a worker that dies leaves its message pending.
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -50,18 +52,17 @@ from core.domain.decider import Decider
 from core.domain.errors import CommandRefused
 from core.domain.loading import Loaded, LogLoader
 from core.domain.task import (
-    AssignTask,
+    ClaimTask,
     CompleteTask,
     DeadLetterTask,
     FailTask,
     RenewTaskLease,
     ScheduleTaskRetry,
-    StartTask,
     TaskState,
     TaskStatus,
     TimeOutTask,
 )
-from core.errors import RetriableError
+from core.errors import InvalidInput, RetriableError
 from eventstore import EventStore
 from eventstore.redis.keys import PREFIX, queue_key
 from eventstore.redis.queues import (
@@ -71,6 +72,7 @@ from eventstore.redis.queues import (
     dispatch_later,
     ensure_groups,
     free_slot,
+    parked_key,
     release_due,
     take_slot,
     take_token,
@@ -151,6 +153,15 @@ class Worker:
         self._redis = redis
         self._pool = pool
         self._held = HeldTasks(store)
+        # Per priority: its queue, then the parked streams of every set of capabilities this
+        # worker covers (a task parks under exactly the set it requires).
+        caps = sorted(set(options.capabilities))
+        if len(caps) > 8:
+            raise InvalidInput(f"a worker offers at most 8 capabilities, not {len(caps)}: {caps}")
+        subsets = [c for n in range(1, len(caps) + 1) for c in itertools.combinations(caps, n)]
+        self._streams = {
+            p: [queue_key(p), *(parked_key(p, subset) for subset in subsets)] for p in options.queues
+        }
         self.options = options
         self._draining = asyncio.Event()
         self._rng = random.Random()
@@ -160,8 +171,11 @@ class Worker:
         """Stop claiming; tasks in hand finish (SIGTERM)."""
         self._draining.set()
 
+    def _all_streams(self) -> list[str]:
+        return [key for keys in self._streams.values() for key in keys]
+
     async def run(self) -> None:
-        await ensure_groups(self._redis)
+        await ensure_groups(self._redis, self._all_streams())
         await self._register()
         claimers = [asyncio.create_task(self._claim_loop(i)) for i in range(self.options.concurrency)]
         helpers = [asyncio.create_task(self._reap_loop()), asyncio.create_task(self._reconcile_loop())]
@@ -209,13 +223,12 @@ class Worker:
         order = [q for q in _ORDERS[self._claims % len(_ORDERS)] if q in self.options.queues]
         for i, queue in enumerate(order):
             block = 1000 if i == len(order) - 1 else None  # wait only on the last look
-            reply: Any = await self._redis.xreadgroup(
-                GROUP, consumer, {queue_key(queue): ">"}, count=1, block=block
-            )
+            streams: dict[Any, Any] = dict.fromkeys(self._streams[queue], ">")
+            reply: Any = await self._redis.xreadgroup(GROUP, consumer, streams, count=1, block=block)
             if reply:
-                _, messages = reply[0]
+                stream, messages = reply[0]
                 message_id, fields = messages[0]
-                return queue, _text(message_id), _text(fields[b"task_id"])
+                return _text(stream), _text(message_id), _text(fields[b"task_id"])
         return None
 
     async def _regroup_if_lost(self, exc: Exception) -> None:
@@ -223,12 +236,12 @@ class Worker:
         reconciler puts the tasks back)."""
         if "NOGROUP" in str(exc):
             with contextlib.suppress(Exception):
-                await ensure_groups(self._redis)
+                await ensure_groups(self._redis, self._all_streams())
 
-    async def _ack(self, queue: str, message_id: str) -> None:
-        await self._redis.xack(queue_key(queue), GROUP, message_id)
+    async def _ack(self, stream: str, message_id: str) -> None:
+        await self._redis.xack(stream, GROUP, message_id)
 
-    async def _process(self, queue: str, message_id: str, task_id: str, *, reaping: bool = False) -> None:
+    async def _process(self, stream: str, message_id: str, task_id: str, *, reaping: bool = False) -> None:
         try:
             # trace_id and tenant_id are bound inside, once read; leaving the block unbinds them.
             scope = {"task_id": task_id, "worker": self.options.name, "trace_id": None, "tenant_id": None}
@@ -241,7 +254,7 @@ class Worker:
             log.info("task.skipped", task_id=task_id, reason=str(exc))
         finally:
             self._held.forget(TASK.stream_id(task_id))
-        await self._ack(queue, message_id)
+        await self._ack(stream, message_id)
 
     async def _process_task(self, task_id: str) -> None:
         claimed = await self._claim(task_id)
@@ -276,9 +289,11 @@ class Worker:
             return None
         missing = set(state.requires) - set(self.options.capabilities)
         if missing:
-            # Not ours to run: back on its queue shortly, for a worker that offers them.
+            # Not ours to run: parked where only a worker that offers them all will look.
             log.info("task.needs_capabilities", task_id=task_id, missing=sorted(missing))
-            await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 0.5)
+            parked = parked_key(state.priority.value, state.requires)
+            await ensure_groups(self._redis, [parked])
+            await self._redis.xadd(parked, {"task_id": task_id})
             return None
         if state.retry_not_before is not None and state.retry_not_before > now:
             await dispatch_later(
@@ -301,9 +316,8 @@ class Worker:
             await dispatch_later(self._redis, task_id, state.priority.value, time.time() + 0.5)
             return None
         try:
-            assigned = await self._do(AssignTask(task_id, self.options.name, lease, now), context)
-            token = assigned.state.fencing_token
-            started = await self._do(StartTask(task_id, token, datetime.now(UTC)), context)
+            # Assigned and started in one append (ClaimTask): one transaction per claim, not two.
+            started = await self._do(ClaimTask(task_id, self.options.name, lease, now), context)
         except BaseException:
             if limit:
                 await free_slot(self._redis, context.tenant_id, task_id)
@@ -452,17 +466,17 @@ class Worker:
             await asyncio.sleep(self.options.reap_every_s)
             try:
                 await release_due(self._redis, time.time())
-                for queue in self.options.queues:
+                for stream in self._all_streams():
                     _, claimed, *_ = await self._redis.xautoclaim(
-                        queue_key(queue), GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=100
+                        stream, GROUP, consumer, min_idle_time=idle_ms, start_id="0-0", count=100
                     )
                     for message_id, fields in claimed:
                         if fields:  # a deleted entry comes back empty
                             await self._process(
-                                queue, _text(message_id), _text(fields[b"task_id"]), reaping=True
+                                stream, _text(message_id), _text(fields[b"task_id"]), reaping=True
                             )
                         else:
-                            await self._ack(queue, _text(message_id))
+                            await self._ack(stream, _text(message_id))
             except Exception as exc:  # keep reaping through a blip; the next round retries
                 log.warning("worker.reap_failed", error=str(exc))
                 await self._regroup_if_lost(exc)

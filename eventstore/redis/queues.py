@@ -24,6 +24,7 @@ __all__ = [
     "dispatch_later",
     "ensure_groups",
     "free_slot",
+    "parked_key",
     "queue_depth",
     "rate_key",
     "release_due",
@@ -34,6 +35,12 @@ __all__ = [
 
 PRIORITIES = ("high", "normal", "low")
 GROUP = "workers"
+
+
+def parked_key(priority: str, requires: tuple[str, ...] | list[str] | set[str]) -> str:
+    """Where a task that requires capabilities waits for a worker that offers all of them: only
+    such workers read this stream, so no other worker draws it again and again."""
+    return f"{queue_key(priority)}:needs:{','.join(sorted(requires))}"
 
 
 def delayed_key() -> str:
@@ -150,10 +157,11 @@ async def take_token(redis: Redis, tenant_id: str, rate: float) -> bool:
     return bool(await redis.eval(_BUCKET, 1, rate_key(tenant_id), str(rate)))
 
 
-async def ensure_groups(redis: Redis) -> None:
-    for priority in PRIORITIES:
+async def ensure_groups(redis: Redis, keys: list[str] | None = None) -> None:
+    """The consumer group on each stream (default: the three priority queues)."""
+    for key in keys if keys is not None else [queue_key(p) for p in PRIORITIES]:
         try:
-            await redis.xgroup_create(queue_key(priority), GROUP, id="0", mkstream=True)
+            await redis.xgroup_create(key, GROUP, id="0", mkstream=True)
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise

@@ -6,6 +6,7 @@ from core.domain.decider import Decider
 from core.domain.task.commands import (
     AssignTask,
     CancelTask,
+    ClaimTask,
     CompleteTask,
     DeadLetterTask,
     FailTask,
@@ -47,6 +48,7 @@ __all__ = [
     "TASK_UPCASTERS",
     "AssignTask",
     "CancelTask",
+    "ClaimTask",
     "CompleteTask",
     "DeadLetterTask",
     "FailTask",

@@ -19,6 +19,7 @@ from core.domain.validation import check_aware, check_id, check_text
 __all__ = [
     "AssignTask",
     "CancelTask",
+    "ClaimTask",
     "CompleteTask",
     "DeadLetterTask",
     "FailTask",
@@ -105,6 +106,22 @@ class AssignTask:
     def __post_init__(self) -> None:
         _check_base(self, self.task_id, self.at)
         check_text("AssignTask", "assignee", self.assignee)
+        _check_lease(self, self.lease_expires_at, self.at)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimTask:
+    """AssignTask and StartTask in one decision, for a worker that starts what it is given:
+    both events in one append, under one fencing token."""
+
+    task_id: str
+    assignee: str
+    lease_expires_at: datetime
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _check_base(self, self.task_id, self.at)
+        check_text("ClaimTask", "assignee", self.assignee)
         _check_lease(self, self.lease_expires_at, self.at)
 
 
@@ -230,6 +247,7 @@ class RequeueTask:
 TaskCommand = (
     SubmitTask
     | AssignTask
+    | ClaimTask
     | StartTask
     | RenewTaskLease
     | ReportTaskProgress

@@ -31,6 +31,7 @@ from core.domain.errors import (
 from core.domain.task.commands import (
     AssignTask,
     CancelTask,
+    ClaimTask,
     CompleteTask,
     DeadLetterTask,
     FailTask,
@@ -72,6 +73,7 @@ _ATTEMPT_ENDED = frozenset({_S.FAILED, _S.TIMED_OUT})
 ALLOWED: dict[type[TaskCommand], frozenset[TaskStatus]] = {
     SubmitTask: frozenset({_S.UNSUBMITTED}),
     AssignTask: frozenset({_S.PENDING, _S.RETRY_SCHEDULED}),
+    ClaimTask: frozenset({_S.PENDING, _S.RETRY_SCHEDULED}),
     StartTask: frozenset({_S.ASSIGNED}),
     RenewTaskLease: _HELD,
     ReportTaskProgress: frozenset({_S.RUNNING}),
@@ -98,6 +100,9 @@ def decide(command: TaskCommand, state: TaskState) -> list[TaskEvent]:
             return [_submitted(command)]
         case AssignTask():
             return [_assigned(command, state)]
+        case ClaimTask():
+            assigned = _assigned(command, state)
+            return [assigned, TaskStarted(command.task_id, assigned.fencing_token, command.at)]
         case StartTask():
             return [TaskStarted(command.task_id, command.fencing_token, command.at)]
         case RenewTaskLease():
@@ -168,7 +173,7 @@ def _submitted(command: SubmitTask) -> TaskSubmitted:
     )
 
 
-def _assigned(command: AssignTask, state: TaskState) -> TaskAssigned:
+def _assigned(command: AssignTask | ClaimTask, state: TaskState) -> TaskAssigned:
     if state.retry_not_before is not None and command.at < state.retry_not_before:
         raise RetryNotDue(command.task_id, state.retry_not_before, command.at)
     return TaskAssigned(

@@ -18,6 +18,7 @@ from core.domain import (
 from core.domain.task import (
     AssignTask,
     CancelTask,
+    ClaimTask,
     CompleteTask,
     DeadLetterTask,
     FailTask,
@@ -78,6 +79,7 @@ HISTORY = {
 COMMANDS = {
     "SubmitTask": SubmitTask(ID, "echo", LATER),
     "AssignTask": AssignTask(ID, "worker-2", LATER + timedelta(minutes=1), LATER),
+    "ClaimTask": ClaimTask(ID, "worker-2", LATER + timedelta(minutes=1), LATER),
     "StartTask": StartTask(ID, 1, LATER),
     "RenewTaskLease": RenewTaskLease(ID, 1, LATER + timedelta(minutes=1), LATER),
     "ReportTaskProgress": ReportTaskProgress(ID, 1, 50.0, LATER),
@@ -95,6 +97,7 @@ S = TaskStatus
 EXPECTED_ALLOWED = {
     "SubmitTask": {S.UNSUBMITTED},
     "AssignTask": {S.PENDING, S.RETRY_SCHEDULED},
+    "ClaimTask": {S.PENDING, S.RETRY_SCHEDULED},
     "StartTask": {S.ASSIGNED},
     "RenewTaskLease": {S.ASSIGNED, S.RUNNING},
     "ReportTaskProgress": {S.RUNNING},
@@ -138,7 +141,7 @@ def test_refused_transition_names_state_and_command(status: TaskStatus, name: st
 def test_allowed_transition_records_one_event(status: TaskStatus, name: str) -> None:
     """A command inside its allowed statuses records exactly one event."""
     state = TASK.fold(HISTORY[status])
-    assert len(TASK.decide(COMMANDS[name], state)) == 1
+    assert len(TASK.decide(COMMANDS[name], state)) == (2 if name == "ClaimTask" else 1)  # assigned, started
 
 
 def test_completing_a_cancelled_task_is_refused() -> None:
@@ -155,6 +158,19 @@ def test_submit_records_the_task_as_pending() -> None:
         .then(TaskSubmitted(ID, "train", {"lr": 0.1}, "gpu", Priority.HIGH, 5, T0))
     )
     assert (state.status, state.max_attempts, state.attempt, state.fencing_token) == (S.PENDING, 5, 0, 0)
+
+
+def test_the_decider_allows_what_the_table_here_says() -> None:
+    from core.domain.task.decide import ALLOWED as DECIDED
+
+    assert {c.__name__: set(s) for c, s in DECIDED.items()} == EXPECTED_ALLOWED
+
+
+def test_a_claim_assigns_and_starts_under_one_new_token() -> None:
+    events = TASK.decide(COMMANDS["ClaimTask"], TASK.fold(HISTORY[S.PENDING]))
+    assert [type(e).__name__ for e in events] == ["TaskAssigned", "TaskStarted"]
+    assert events[0].fencing_token == events[1].fencing_token == 1  # type: ignore[attr-defined]
+    assert TASK.fold(events, TASK.fold(HISTORY[S.PENDING])).status is S.RUNNING
 
 
 def test_first_assignment_issues_fencing_token_one() -> None:
