@@ -8,14 +8,23 @@ so that a kill lands mid-batch.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
 from core.events import RecordedEvent
 from projections.runner import state
+from tests.waiting import wait_until
+
+__all__ = [
+    "PositionLog",
+    "checkpoint_of",
+    "create_table",
+    "live_positions",
+    "matching_positions",
+    "wait_until",
+]
 
 TABLE = "test_position_log_rows"
 CREATE = (
@@ -76,20 +85,6 @@ async def matching_positions(
         list(categories) if categories is not None else None,
     )
     return [r[0] for r in rows]
-
-
-async def wait_until(check: Callable[[], object], timeout: float = 30.0, every: float = 0.02) -> None:
-    """Poll an async condition (a coroutine function returning truthy) until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"not within {timeout} s: {getattr(check, '__name__', check)}")
-        await asyncio.sleep(every)
 
 
 async def checkpoint_of(conn: asyncpg.Connection, name: str) -> tuple[int, int] | None:

@@ -12,16 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.contract.v1 import ErrorBody, EventView
 from api.http.auth import requires
 from api.http.errors import ERRORS
-from api.http.services import Services, services
+from api.http.services import Services, services, stream_or_404
 from api.http.tasks import event_view
 from core.domain import AGENT, CommandContext, handle
 from core.domain.agent import DeregisterAgent, RegisterAgent
 from core.domain.loading import AtPosition, AtTime, AtVersion, Target
 from core.domain.serialization import to_json_value
-from core.errors import InvalidInput
-from core.events import check_stream_id
 from eventstore.apikeys import Principal
-from eventstore.tenancy import as_tenant
 from projections.models.agents import AgentRow, agents
 from projections.time_travel import state_at
 
@@ -73,11 +70,6 @@ def _context(principal: Principal) -> CommandContext:
     return CommandContext(principal.tenant_id, principal.actor)
 
 
-async def _visible(svc: Services, principal: Principal, stream_id: str) -> None:
-    if not await svc.store.as_tenant(principal.tenant_id).read_stream(stream_id, to_version=1):
-        raise HTTPException(404, f"no stream {stream_id}")
-
-
 @agents_router.post("", status_code=201, response_model=AgentView, responses={**ERRORS, **CONFLICT})
 async def register(body: AgentRegistration, principal: AgentWriter, svc: Svc) -> AgentView:
     stream = AGENT.stream_id(body.agent_id)
@@ -101,7 +93,7 @@ async def list_agents(
     principal: Reader, svc: Svc, after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> AgentList:
     """The agent registry (a read model), in id order; pass the last id back as ``after``."""
-    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+    async with svc.as_tenant(principal.tenant_id) as conn:
         rows = await agents(
             conn, tenant_id=principal.tenant_id, after=(after,) if after else None, limit=limit
         )
@@ -116,26 +108,19 @@ def _row(row: AgentRow) -> dict[str, Any]:
 @agents_router.get("/{agent_id}", response_model=StateView, responses={**ERRORS, **NOT_FOUND})
 async def get_agent(agent_id: str, principal: Reader, svc: Svc) -> StateView:
     """The agent as its stream folds it now."""
-    return await _state(svc, principal, _stream(AGENT.stream_id(agent_id)), None)
+    return await _state(svc, principal, AGENT.stream_id(agent_id), None)
 
 
 @agents_router.delete("/{agent_id}", response_model=StateView, responses={**ERRORS, **NOT_FOUND, **CONFLICT})
 async def deregister(
     agent_id: str, principal: AgentWriter, svc: Svc, reason: str = "deregistered"
 ) -> StateView:
-    stream = _stream(AGENT.stream_id(agent_id))
-    await _visible(svc, principal, stream)
+    stream = AGENT.stream_id(agent_id)
+    await svc.first_event(principal.tenant_id, stream)
     handled = await handle(
         svc.store, stream, DeregisterAgent(agent_id, reason, datetime.now(UTC)), AGENT, _context(principal)
     )
     return StateView(stream_id=stream, version=handled.version, state=to_json_value(handled.state))
-
-
-def _stream(stream_id: str) -> str:
-    try:
-        return check_stream_id(stream_id)
-    except InvalidInput:
-        raise HTTPException(404, f"no stream {stream_id}") from None
 
 
 @streams_router.get("/{stream_id}/events", response_model=list[EventView], responses={**ERRORS, **NOT_FOUND})
@@ -148,7 +133,7 @@ async def stream_events(
 ) -> list[EventView]:
     """A stream's events from ``from_version``, at most ``limit``."""
     reader = svc.store.as_tenant(principal.tenant_id)
-    events = await reader.read_stream(_stream(stream_id), from_version, from_version + limit - 1)
+    events = await reader.read_stream(stream_or_404(stream_id), from_version, from_version + limit - 1)
     if not events and from_version == 1:
         raise HTTPException(404, f"no stream {stream_id}")
     return [event_view(e) for e in events]
@@ -174,10 +159,10 @@ async def stream_state(
         target = AtPosition(position)
     elif at is not None:
         target = AtTime(at if at.tzinfo else at.replace(tzinfo=UTC))
-    return await _state(svc, principal, _stream(stream_id), target)
+    return await _state(svc, principal, stream_id, target)
 
 
 async def _state(svc: Services, principal: Principal, stream_id: str, target: Target | None) -> StateView:
-    await _visible(svc, principal, stream_id)
+    await svc.first_event(principal.tenant_id, stream_id)
     loaded = await state_at(svc.store, None, stream_id, target)  # 422 for a stream with no aggregate
     return StateView(stream_id=stream_id, version=loaded.version, state=to_json_value(loaded.state))

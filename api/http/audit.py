@@ -89,7 +89,7 @@ async def query(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditEvents:
     """A page of the tenant's events matching the filter, in log order; pass ``cursor`` back."""
-    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+    async with svc.as_tenant(principal.tenant_id) as conn:
         page = await audit.query(
             conn, None if cursor else flt, cursor=cursor, limit=limit, privacy=svc.store.privacy
         )
@@ -113,7 +113,7 @@ async def export(
         cursor: str | None = None
         header = True
         while True:
-            async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+            async with svc.as_tenant(principal.tenant_id) as conn:
                 page = await audit.query(
                     conn, None if cursor else flt, cursor=cursor, limit=1000, privacy=svc.store.privacy
                 )
@@ -159,8 +159,7 @@ async def checkpoint(principal: Auditor, svc: Svc) -> PlainTextResponse:
 @router.get("/verify/{stream_id}", response_model=Verified, responses={**ERRORS, **NOT_FOUND})
 async def verify(stream_id: str, principal: Auditor, svc: Svc) -> Verified:
     """Walk one of the tenant's streams: its chain, and each sealed event's proof."""
-    if not await svc.store.as_tenant(principal.tenant_id).read_stream(stream_id, to_version=1):
-        raise HTTPException(404, f"no stream {stream_id}")
+    await svc.first_event(principal.tenant_id, stream_id)
     async with svc.pool.acquire() as conn:
         report = await verify_stream(conn, stream_id, await known_verifiers(conn))
     return Verified(

@@ -17,7 +17,6 @@ from core.domain import CONVERSATION, CommandContext, handle
 from core.domain.conversation import SendMessage
 from core.domain.serialization import to_json_value
 from eventstore.apikeys import Principal
-from eventstore.tenancy import as_tenant
 from projections.models.conversations import conversation
 from projections.models.runs import run, run_epochs, runs
 
@@ -82,14 +81,14 @@ async def messages(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Rows:
     """The conversation's messages in order, after sequence ``after`` (a read model)."""
-    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+    async with svc.as_tenant(principal.tenant_id) as conn:
         rows = await conversation(conn, conversation_id, after=after, limit=limit)
     return Rows(items=[to_json_value(r) for r in rows])
 
 
 @runs_router.get("", response_model=Rows, responses=ERRORS)
 async def list_runs(principal: Reader, svc: Svc, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Rows:
-    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+    async with svc.as_tenant(principal.tenant_id) as conn:
         rows = await runs(conn, tenant_id=principal.tenant_id, limit=limit)
     return Rows(items=[to_json_value(r) for r in rows])
 
@@ -97,7 +96,7 @@ async def list_runs(principal: Reader, svc: Svc, limit: Annotated[int, Query(ge=
 @runs_router.get("/{run_id}/epochs", response_model=Rows, responses={**ERRORS, **NOT_FOUND})
 async def epochs(run_id: str, principal: Reader, svc: Svc, include_abandoned: bool = False) -> Rows:
     """A run's epochs in order (with ``include_abandoned``, those a resume re-ran too)."""
-    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+    async with svc.as_tenant(principal.tenant_id) as conn:
         if await run(conn, run_id) is None:
             raise HTTPException(404, f"no run {run_id}")
         rows = await run_epochs(conn, run_id, include_abandoned=include_abandoned)

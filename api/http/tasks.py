@@ -36,7 +36,7 @@ from api.contract.v1 import (
 )
 from api.http.auth import requires
 from api.http.errors import ERRORS
-from api.http.services import Services, services
+from api.http.services import Services, services, stream_or_404
 from core.domain import TASK, CommandContext, handle
 from core.domain.errors import CommandRefused
 from core.domain.registry import DOMAIN_EVENTS
@@ -45,7 +45,7 @@ from core.domain.task.events import Priority as DomainPriority
 from core.events import RecordedEvent, uuid7
 from eventstore.apikeys import Principal
 from eventstore.redis.queues import dispatch, take_token
-from eventstore.tenancy import TenantReader, as_tenant
+from eventstore.tenancy import TenantReader
 from projections.models.tasks import TaskRow, tasks
 
 __all__ = ["router"]
@@ -133,17 +133,12 @@ def _plain(value: object) -> object:
 @router.get("/{task_id}", response_model=TaskView, responses={**ERRORS, **NOT_FOUND})
 async def get_task(task_id: str, principal: Reader, svc: Svc) -> TaskView:
     """The task as its stream folds it now (not the read model: no lag)."""
-    events = await svc.store.as_tenant(principal.tenant_id).read_stream(TASK.stream_id(_checked(task_id)))
+    stream = stream_or_404(TASK.stream_id(task_id))
+    events = await svc.store.as_tenant(principal.tenant_id).read_stream(stream)
     if not events:
         raise HTTPException(404, f"no task {task_id}")
     state = TASK.fold(DOMAIN_EVENTS.read(e) for e in events)
     return _view(state, events[0].tenant_id, events[0].recorded_at, len(events))
-
-
-def _checked(task_id: str) -> str:
-    if not task_id or len(task_id) > 190 or not all(c.isalnum() or c in "_.:@=+-" for c in task_id):
-        raise HTTPException(404, f"no task {task_id}")
-    return task_id
 
 
 def _view(state: TaskState, tenant: str | None, submitted: datetime | None, version: int) -> TaskView:
@@ -191,7 +186,7 @@ async def task_events(
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
 ) -> Any:
     reader = svc.store.as_tenant(principal.tenant_id)
-    stream = TASK.stream_id(_checked(task_id))
+    stream = stream_or_404(TASK.stream_id(task_id))
     events = await reader.read_stream(stream)
     if not events:
         raise HTTPException(404, f"no task {task_id}")
@@ -244,7 +239,7 @@ async def list_tasks(
 ) -> TaskList:
     """The task board (a read model: new tasks show within its lag), in submission order."""
     after = _decode_cursor(cursor) if cursor else None
-    async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+    async with svc.as_tenant(principal.tenant_id) as conn:
         rows = await tasks(
             conn,
             tenant_id=principal.tenant_id,  # what row-level security enforces anyway; uses the index
@@ -293,28 +288,24 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
 @router.post("/{task_id}/cancel", response_model=TaskView, responses={**ERRORS, **NOT_FOUND, **CONFLICT})
 async def cancel(task_id: str, principal: Writer, svc: Svc, reason: str = "cancelled by request") -> TaskView:
     """Cancel a task that has not ended; a queued one can never start afterwards."""
-    stream = TASK.stream_id(_checked(task_id))
-    mine = await svc.store.as_tenant(principal.tenant_id).read_stream(stream, to_version=1)
-    if not mine:
-        raise HTTPException(404, f"no task {task_id}")
+    stream = TASK.stream_id(task_id)
+    first = await svc.first_event(principal.tenant_id, stream)
     handled = await handle(
         svc.store, stream, CancelTask(task_id, reason, datetime.now(UTC)), TASK, _context(principal)
     )
-    return _view(handled.state, mine[0].tenant_id, mine[0].recorded_at, handled.version)
+    return _view(handled.state, first.tenant_id, first.recorded_at, handled.version)
 
 
 @router.post("/{task_id}/retry", response_model=TaskView, responses={**ERRORS, **NOT_FOUND, **CONFLICT})
 async def retry(task_id: str, principal: Writer, svc: Svc) -> TaskView:
     """Put a dead-lettered task back in its queue, with its attempts counted afresh."""
-    stream = TASK.stream_id(_checked(task_id))
-    mine = await svc.store.as_tenant(principal.tenant_id).read_stream(stream, to_version=1)
-    if not mine:
-        raise HTTPException(404, f"no task {task_id}")
+    stream = TASK.stream_id(task_id)
+    first = await svc.first_event(principal.tenant_id, stream)
     handled = await handle(
         svc.store, stream, RequeueTask(task_id, datetime.now(UTC)), TASK, _context(principal)
     )
     await dispatch(svc.redis, task_id, handled.state.priority.value)
-    return _view(handled.state, mine[0].tenant_id, mine[0].recorded_at, handled.version)
+    return _view(handled.state, first.tenant_id, first.recorded_at, handled.version)
 
 
 @router.post("/bulk-cancel", response_model=BulkResult, responses=ERRORS)
@@ -338,7 +329,7 @@ async def _bulk(
     matched = done = refused = 0
     after = None
     while True:
-        async with svc.pool.acquire() as conn, as_tenant(conn, principal.tenant_id):
+        async with svc.as_tenant(principal.tenant_id) as conn:
             rows = await tasks(
                 conn,
                 tenant_id=principal.tenant_id,

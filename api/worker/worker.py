@@ -51,6 +51,7 @@ from core.domain.contracts import EventRegistry
 from core.domain.decider import Decider
 from core.domain.errors import CommandRefused
 from core.domain.loading import Loaded, LogLoader
+from core.domain.registry import DOMAIN_EVENTS
 from core.domain.task import (
     ClaimTask,
     CompleteTask,
@@ -511,8 +512,6 @@ def _text(value: bytes | str) -> str:
 
 
 def _read(events: Iterable[Any]) -> Iterable[Any]:
-    from core.domain.registry import DOMAIN_EVENTS
-
     return (DOMAIN_EVENTS.read(e) for e in events)
 
 

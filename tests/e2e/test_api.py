@@ -18,6 +18,7 @@ import pytest
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
 from tests.e2e.servers import CLI, ROOT, free_port, service_env, serving, start_daemon, stop
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -286,13 +287,14 @@ async def test_conversations_and_runs_for_their_tenant_only(
                 assert sent.status_code == 201 and sent.json()["sequence"] == n
             intruder = {"sender": "eve", "recipient": "bob", "body": {}}
             assert (await client.post(path, json=intruder, headers=auth(keys["globex"]))).status_code == 404
-            deadline = time.monotonic() + 30
-            while True:  # the conversation history is a read model
-                items = (await client.get(path, headers=auth(keys["acme"]))).json()["items"]
-                if len(items) == 2:
-                    break
-                assert time.monotonic() < deadline, items
-                await asyncio.sleep(0.1)
+
+            async def history() -> list[dict[str, Any]]:
+                found: list[dict[str, Any]] = (await client.get(path, headers=auth(keys["acme"]))).json()[
+                    "items"
+                ]
+                return found
+
+            items = await eventually(history, lambda found: len(found) == 2)  # a read model: within its lag
             assert [m["body"] for m in items] == [{"text": "hello"}, {"text": "again"}]
             assert (await client.get(path, headers=auth(keys["globex"]))).json()["items"] == []
             assert (await client.get("/v1/runs", headers=auth(keys["acme"]))).json() == {"items": []}
@@ -352,13 +354,15 @@ async def test_sigterm_drains_ready_false_while_requests_are_still_served(
     server = await asyncio.create_subprocess_exec(*CLI, *args, env=env, cwd=ROOT)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            for _ in range(600):
+
+            async def ready_status() -> int:
                 with contextlib.suppress(httpx.TransportError):
-                    if (await client.get("/ready")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)
+                    return (await client.get("/ready")).status_code
+                return 0
+
+            await eventually(ready_status, lambda status: status == 200, timeout=60, every=0.1)
             server.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
+            await eventually(ready_status, lambda status: status == 503)
             ready = await client.get("/ready")
             assert ready.status_code == 503 and "draining" in ready.json()["problems"]
             assert (await client.get("/health")).status_code == 200

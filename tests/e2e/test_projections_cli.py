@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.test_cli import chronicle, cli_env  # noqa: F401 - the fixture, shared
 from tests.reliability.crash import ROOT
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -71,13 +72,15 @@ async def test_run_keeps_the_models_current_and_stops_on_sigterm(cli_env: dict[s
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        for _ in range(600):
-            found = await asyncio.to_thread(status, cli_env)
-            if found and all(s["state"] == "running" and s["lag_events"] == 0 for s in found.values()):
-                break
-            await asyncio.sleep(0.1)
-        else:
-            raise AssertionError(f"the daemon did not build every model: {found}")
+        found = await eventually(
+            lambda: asyncio.to_thread(status, cli_env),
+            lambda found: (
+                found and all(s["state"] == "running" and s["lag_events"] == 0 for s in found.values())
+            ),
+            timeout=60,
+            every=0.1,
+            what="the daemon building every model",
+        )
         assert all(s["owner"].startswith("chronicle-projections ") for s in found.values())
     finally:
         child.send_signal(signal.SIGTERM)

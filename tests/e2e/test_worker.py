@@ -9,7 +9,6 @@ import asyncio
 import itertools
 import signal
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,10 @@ import redis.asyncio as aioredis
 
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
+from eventstore.redis.queues import parked_key
 from tests.e2e.servers import CLI, ROOT, service_env, serving, start_daemon, stop
 from tests.e2e.servers import free_port as _free_port
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -87,13 +88,24 @@ async def status_of(client: httpx.AsyncClient, key: str, task_id: str) -> dict[s
 async def until(
     client: httpx.AsyncClient, key: str, task_id: str, *statuses: str, timeout: float = 60
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = await status_of(client, key, task_id)
-        if task["status"] in statuses:
-            return task
-        assert time.monotonic() < deadline, f"task {task_id} stayed {task['status']}"
-        await asyncio.sleep(0.05)
+    return await eventually(
+        lambda: status_of(client, key, task_id),
+        lambda task: task["status"] in statuses,
+        timeout=timeout,
+        every=0.05,
+        what=f"task {task_id} {' or '.join(statuses)}",
+    )
+
+
+async def worker_outcomes(port: int) -> dict[str, float]:
+    """A worker's ``chronicle_worker_tasks_total`` by outcome, from its metrics port."""
+    async with httpx.AsyncClient() as scraper:
+        exported = (await scraper.get(f"http://127.0.0.1:{port}/metrics")).text
+    return {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in exported.splitlines()
+        if line.startswith("chronicle_worker_tasks_total{")
+    }
 
 
 async def history(db: asyncpg.Connection, task_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -124,14 +136,10 @@ async def test_tasks_run_to_completion_once_and_failures_retry_then_dead_letter(
             types = [t for t, _ in await history(db, task_id)]
             assert types == ["TaskSubmitted", "TaskAssigned", "TaskStarted", "TaskCompleted"], types
             assert (await history(db, task_id))[-1][1]["result"] == {"echo": {"i": i}}
+        counts = await worker_outcomes(metrics_port)
+        assert counts["completed"] == 20 and counts["failed"] == 3 + 1 + 1, counts
         async with httpx.AsyncClient() as scraper:
             exported = (await scraper.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
-        counts = {
-            line.split('"')[1]: float(line.split()[-1])
-            for line in exported.splitlines()
-            if line.startswith("chronicle_worker_tasks_total{")
-        }
-        assert counts["completed"] == 20 and counts["failed"] == 3 + 1 + 1, counts
         assert "chronicle_task_queue_wait_seconds_count" in exported
         flaky_types = [t for t, _ in await history(db, flaky)]
         assert flaky_types.count("TaskFailed") == 3 and flaky_types.count("TaskRetryScheduled") == 2
@@ -170,15 +178,16 @@ async def test_a_worker_killed_mid_task_loses_it_to_another_which_finishes_it_on
 async def test_a_cancel_reaches_a_running_task_and_sticks(
     env: dict[str, str], api: str, key: str, db: asyncpg.Connection
 ) -> None:
-    worker = start_worker(env, "w-cancel", "--concurrency", "1")
+    metrics_port = _free_port()
+    worker = start_worker(env, "w-cancel", "--concurrency", "1", "--metrics-port", str(metrics_port))
     try:
         async with httpx.AsyncClient(base_url=api, timeout=10) as client:
             task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 4}})
             await until(client, key, task_id, "running")
             r = await client.post(f"/v1/tasks/{task_id}/cancel", headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 200
-            # The handler would finish in 4 s; wait past that and a heartbeat.
-            await asyncio.sleep(5)
+            # The next heartbeat finds the task cancelled and stops the handler (4 s of work).
+            await eventually(lambda: worker_outcomes(metrics_port), lambda c: c.get("lost", 0) >= 1)
             assert (await status_of(client, key, task_id))["status"] == "cancelled"
         types = [t for t, _ in await history(db, task_id)]
         assert "TaskCompleted" not in types and types[-1] == "TaskCancelled"
@@ -194,10 +203,11 @@ async def test_a_redis_flushed_mid_load_loses_no_task_and_runs_none_twice(
         async with httpx.AsyncClient(base_url=api, timeout=10) as client:
             slow = {"type": "sleep", "payload": {"seconds": 0.3}}
             tasks = [await submit(client, key, slow) for _ in range(24)]
-            deadline = time.monotonic() + 60
-            while sum([(await status_of(client, key, t))["status"] == "completed" for t in tasks]) < 3:
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+
+            async def completed() -> int:
+                return sum([(await status_of(client, key, t))["status"] == "completed" for t in tasks])
+
+            await eventually(completed, lambda n: n >= 3, timeout=60)
             redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
             keys = [k async for k in redis.scan_iter("chronicle:*")]
             await redis.delete(*keys)  # every queued message, pending entry and consumer group, mid-load
@@ -323,11 +333,8 @@ async def test_dead_letters_are_listed_and_retried_in_bulk(
                 page = await client.get("/v1/tasks", params={"status": "dead_lettered"}, headers=headers)
                 return {t["task_id"] for t in page.json()["tasks"]}
 
-            deadline = time.monotonic() + 30
-            while not set(doomed) <= await listed():  # the task board follows within its lag
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.1)
-            expected = await listed()
+            # The task board follows the log within its lag.
+            expected = await eventually(listed, lambda found: set(doomed) <= found)
             by_type = {"status": "dead_lettered", "type": "echo"}
             echoes = (await client.get("/v1/tasks", params=by_type, headers=headers)).json()["tasks"]
             assert not {t["task_id"] for t in echoes} & set(doomed)  # they are of type fail
@@ -356,17 +363,25 @@ async def test_the_audit_trail_proofs_and_verification_over_http(
             task_id = await submit(client, key, {"type": "echo", "payload": {"audited": True}})
             await until(client, key, task_id, "completed")
             stream = f"task-{task_id}"
-            deadline = time.monotonic() + 30
-            while True:  # the audit index and the seals follow the log within their lag
+
+            async def indexed_and_sealed() -> tuple[dict[str, Any], httpx.Response | None]:
                 page = (
                     await client.get("/v1/audit/events", params={"stream": stream}, headers=auditor)
                 ).json()
                 first = page["events"][0]["event_id"] if page["events"] else None
                 proof = await client.get(f"/v1/audit/proofs/{first}", headers=auditor) if first else None
-                if len(page["events"]) == 4 and proof is not None and proof.status_code == 200:
-                    break
-                assert time.monotonic() < deadline, page
-                await asyncio.sleep(0.2)
+                return page, proof
+
+            # The audit index and the seals follow the log within their lag.
+            page, proof = await eventually(
+                indexed_and_sealed,
+                lambda found: (
+                    len(found[0]["events"]) == 4 and found[1] is not None and found[1].status_code == 200
+                ),
+                every=0.2,
+            )
+            assert proof is not None
+            first = page["events"][0]["event_id"]
             assert [e["type"] for e in page["events"]][-1] == "TaskCompleted"
             assert page["events"][0]["metadata"]["actor"] == "tester"
             # The proof checks offline against the log's public keys.
@@ -403,7 +418,10 @@ async def test_a_task_runs_only_on_a_worker_that_offers_what_it_requires(
             task_id = await submit(client, key, {"type": "echo", "requires": ["gpu"]})
             ordinary = await submit(client, key, {"type": "echo"})
             await until(client, key, ordinary, "completed")
-            await asyncio.sleep(3)  # the plain worker has seen it, more than once
+            # The plain worker draws it, and parks it for a worker that offers a GPU.
+            redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+            await eventually(lambda: redis.xlen(parked_key("normal", ["gpu"])), lambda n: n >= 1)
+            await redis.aclose()
             waiting = await status_of(client, key, task_id)
             assert (waiting["status"], waiting["requires"]) == ("pending", ["gpu"])
             gpu = start_worker(env, "w-gpu", "--concurrency", "1", "--capabilities", "gpu,cpu")
@@ -511,6 +529,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.calls: list[tuple[dict[str, str], bytes]] = []
+        self.released = asyncio.Event()  # the hung call answers once the test is over
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = (await reader.readuntil(b"\r\n\r\n")).decode()
@@ -521,7 +540,7 @@ class Receiver:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.calls.append((headers, body))
         if len(self.calls) == 2:
-            await asyncio.sleep(8)  # the sender gives up after 5 s
+            await self.released.wait()  # hangs: the sender gives up after 5 s
         status = b"500 Oops" if len(self.calls) == 1 else b"200 OK"
         writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         await writer.drain()
@@ -549,16 +568,16 @@ async def test_a_callback_is_retried_until_delivered_signed_and_every_attempt_re
             task_id = await submit(client, key, hooked)
             topical = await submit(client, key, {"type": "echo", "callback": {"topic": "finished"}})
             await until(client, key, task_id, "completed")
-            deadline = time.monotonic() + 60
-            while True:  # the callback sender follows the log, and waits between tries
-                attempts = await db.fetch(
+            # The callback sender follows the log, and waits between tries.
+            attempts = await eventually(
+                lambda: db.fetch(
                     "SELECT data FROM events WHERE stream_id = $1 ORDER BY stream_version",
                     f"callback-{task_id}",
-                )
-                if len(attempts) == 3:
-                    break
-                assert time.monotonic() < deadline, attempts
-                await asyncio.sleep(0.2)
+                ),
+                lambda rows: len(rows) == 3,
+                timeout=60,
+                every=0.2,
+            )
         tries = [orjson.loads(a["data"]) for a in attempts]
         assert [(t["attempt"], t["delivered"], t["status_code"]) for t in tries] == [
             (1, False, 500),
@@ -581,13 +600,11 @@ async def test_a_callback_is_retried_until_delivered_signed_and_every_attempt_re
             len({h["x-chronicle-delivery"] for h, _ in receiver.calls}) == 1
         )  # one delivery id, three tries
         redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
-        deadline = time.monotonic() + 30
-        while not (messages := await redis.xrange("chronicle:topic:finished")):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.2)
+        messages = await eventually(lambda: redis.xrange("chronicle:topic:finished"), every=0.2)
         await redis.aclose()
         assert orjson.loads(messages[0][1][b"body"])["task_id"] == topical
     finally:
+        receiver.released.set()
         stop(worker)
         stop(daemon)
         server.close()
@@ -648,7 +665,7 @@ async def test_a_cancel_racing_the_claim_wins_or_loses_whole(
 async def test_a_task_dispatched_three_times_runs_once(
     env: dict[str, str], api: str, key: str, db: asyncpg.Connection
 ) -> None:
-    from eventstore.redis.queues import dispatch
+    from eventstore.redis.queues import dispatch, queue_depth
 
     async with httpx.AsyncClient(base_url=api, timeout=10) as client:
         task_id = await submit(client, key, {"type": "sleep", "payload": {"seconds": 0.3}})
@@ -659,7 +676,10 @@ async def test_a_task_dispatched_three_times_runs_once(
         workers = [start_worker(env, f"w-dup-{i}", "--concurrency", "4") for i in range(2)]
         try:
             await until(client, key, task_id, "completed")
-            await asyncio.sleep(1)  # time for the other deliveries to be drawn and let go
+            # The other deliveries are drawn, found ended, and let go.
+            redis = aioredis.Redis.from_url(env["CHRONICLE_REDIS_URL"])
+            await eventually(lambda: queue_depth(redis, "normal"), lambda n: n == 0)
+            await redis.aclose()
         finally:
             for worker in workers:
                 stop(worker)

@@ -38,6 +38,7 @@ from projections import audit
 from projections.models.conversations import Conversations, conversation
 from projections.runner.daemon import ProjectionDaemon
 from projections.runner.rebuild import rebuild
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -81,15 +82,15 @@ async def caught_up(store: EventStore, url: str, conn: asyncpg.Connection) -> No
     running = asyncio.create_task(daemon.run())
     try:
         head = await store.head_position()
-        for _ in range(500):
-            at = await conn.fetchval(
-                "SELECT k.position FROM projections p JOIN projection_checkpoints k "
-                "ON k.name = p.name AND k.generation = p.active_generation WHERE p.name = 'conversations'"
-            )
-            if at is not None and at >= head:
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("the conversations model did not catch up")
+        position = (
+            "SELECT k.position FROM projections p JOIN projection_checkpoints k "
+            "ON k.name = p.name AND k.generation = p.active_generation WHERE p.name = 'conversations'"
+        )
+        await eventually(
+            lambda: conn.fetchval(position),
+            lambda at: at is not None and at >= head,
+            what="the conversations model catching up",
+        )
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -79,6 +79,7 @@ from projections.runner.contract import Projection
 from projections.runner.daemon import ProjectionDaemon
 from projections.runner.rebuild import rebuild
 from tests.integration.histories import T0, next_task_command, random_run
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -110,17 +111,17 @@ async def caught_up(conn: asyncpg.Connection, store: EventStore, daemon: Project
     """Wait until every model's live generation has applied the log up to its head now."""
     head = await store.head_position()
     names = [m.name for m in MODELS]
-    for _ in range(500):
+
+    async def reached() -> bool:
         assert not daemon.failures, daemon.failures
         positions = await conn.fetch(
             "SELECT c.position FROM projections p JOIN projection_checkpoints c "
             "ON c.name = p.name AND c.generation = p.active_generation WHERE p.name = ANY($1)",
             names,
         )
-        if len(positions) == len(names) and all(p["position"] >= head for p in positions):
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"the read models did not reach position {head}")
+        return len(positions) == len(names) and all(p["position"] >= head for p in positions)
+
+    await wait_until(reached, timeout=10)
 
 
 async def send(store: EventStore, command: Any, context: CommandContext = ACME) -> None:

@@ -29,6 +29,7 @@ from eventstore.pg import connect
 from eventstore.retention import Policy, archive_due, set_policy
 from projections.models.tasks import TaskBoard, task
 from projections.runner.rebuild import rebuild
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -175,11 +176,14 @@ async def test_a_run_killed_half_way_leaves_every_stream_whole_and_the_next_run_
         sys.executable, "-c", KILLED_RUN, database_url, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
     )
     try:
-        for _ in range(2000):  # until the first batches have committed
-            if await conn.fetchval("SELECT count(*) FROM streams WHERE category = 'bulk' AND archived") >= 40:
-                break
+
+        async def archived() -> int:
             assert child.returncode is None, "the run finished before it could be killed"
-            await asyncio.sleep(0.005)
+            return int(
+                await conn.fetchval("SELECT count(*) FROM streams WHERE category = 'bulk' AND archived")
+            )
+
+        await eventually(archived, lambda n: n >= 40, every=0.005)  # the first batches have committed
         child.send_signal(signal.SIGKILL)
     finally:
         await child.wait()

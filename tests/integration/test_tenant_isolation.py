@@ -30,6 +30,7 @@ from eventstore.pg import connect
 from eventstore.tenancy import as_auditor, as_tenant
 from projections.catalog import PROJECTIONS
 from projections.runner.daemon import ProjectionDaemon
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +73,8 @@ async def _build_read_models(store: EventStore, url: str, c: asyncpg.Connection)
     running = asyncio.create_task(daemon.run())
     head = await store.head_position()
     try:
-        for _ in range(500):
+
+        async def caught_up() -> bool:
             assert not daemon.failures, daemon.failures
             behind = await c.fetchval(
                 "SELECT count(*) FROM projections p LEFT JOIN projection_checkpoints k "
@@ -81,10 +83,9 @@ async def _build_read_models(store: EventStore, url: str, c: asyncpg.Connection)
                 head,
             )
             built = await c.fetchval("SELECT count(*) FROM projections")
-            if built == len(PROJECTIONS) and behind == 0:
-                return
-            await asyncio.sleep(0.02)
-        raise AssertionError("the read models did not catch up")
+            return bool(built == len(PROJECTIONS) and behind == 0)
+
+        await wait_until(caught_up)
     finally:
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):

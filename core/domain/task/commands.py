@@ -96,6 +96,12 @@ class SubmitTask:
             raise InvalidCommand("SubmitTask", "max_attempts must be an int >= 1")
 
 
+def _check_assignment(command: AssignTask | ClaimTask) -> None:
+    _check_base(command, command.task_id, command.at)
+    check_text(type(command).__name__, "assignee", command.assignee)
+    _check_lease(command, command.lease_expires_at, command.at)
+
+
 @dataclass(frozen=True, slots=True)
 class AssignTask:
     task_id: str
@@ -104,9 +110,7 @@ class AssignTask:
     at: datetime
 
     def __post_init__(self) -> None:
-        _check_base(self, self.task_id, self.at)
-        check_text("AssignTask", "assignee", self.assignee)
-        _check_lease(self, self.lease_expires_at, self.at)
+        _check_assignment(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +124,7 @@ class ClaimTask:
     at: datetime
 
     def __post_init__(self) -> None:
-        _check_base(self, self.task_id, self.at)
-        check_text("ClaimTask", "assignee", self.assignee)
-        _check_lease(self, self.lease_expires_at, self.at)
+        _check_assignment(self)
 
 
 @dataclass(frozen=True, slots=True)
