@@ -9,6 +9,7 @@ Users add their own with ``@handler("name")`` in a module passed to ``chronicle 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -89,8 +90,9 @@ async def train(payload: Mapping[str, Any], ctx: TaskContext) -> Mapping[str, An
     ``<task id>-<attempt>`` for a retry."""
     import orjson
 
-    from api.services.training import train_task
-
+    # torch takes seconds to import: on the event loop that would stall the lease's heartbeat
+    # and lose the task to another worker before the first epoch (seen with 3 s leases).
+    training = await asyncio.to_thread(importlib.import_module, "api.services.training")
     run_id = ctx.task_id if ctx.attempt <= 1 else f"{ctx.task_id}-{ctx.attempt}"
     options = {"device": ctx.device, **payload, "run_id": run_id}
     if ctx.tenant_id:
@@ -98,7 +100,9 @@ async def train(payload: Mapping[str, Any], ctx: TaskContext) -> Mapping[str, An
     from core.errors import InvalidInput
 
     try:
-        summary = await train_task(options, event_log=ctx.event_log, checkpoint_root=ctx.data_dir / "runs")
+        summary = await training.train_task(
+            options, event_log=ctx.event_log, checkpoint_root=ctx.data_dir / "runs"
+        )
     except InvalidInput as exc:  # bad options, or no such device here: running again cannot help
         raise NonRetryable(str(exc)) from exc
     plain: dict[str, Any] = orjson.loads(orjson.dumps(summary, default=str))  # JSON, as a result must be
