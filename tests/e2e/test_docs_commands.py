@@ -74,6 +74,7 @@ from core.domain.task.commands import (
     StartTask,
     SubmitTask,
 )
+from core.settings import Settings
 from eventstore import EventStore
 from tests.e2e.servers import ROOT, free_port, service_env
 
@@ -197,15 +198,16 @@ def extract(doc: Path, text: str | None = None) -> Extracted:
     return found
 
 
-async def seed(database_url: str) -> None:
-    """The history every document may name (see the module docstring)."""
+async def seed(database_url: str, data_dir: Path) -> None:
+    """The history every document may name (see the module docstring), its personal fields
+    sealed with the session's master key (in its data directory)."""
     now = datetime.now(UTC)
     agent, task, talk = AGENT.stream_id("worker-1"), TASK.stream_id("t-demo"), CONVERSATION.stream_id("c-demo")
 
     def ctx(command_id: str) -> CommandContext:
         return CommandContext(SEED_TENANT, SEED_ACTOR, command_id=command_id, correlation_id="demo-1")
 
-    async with await EventStore.connect(database_url) as store:
+    async with await EventStore.connect(database_url, Settings(data_dir=data_dir)) as store:
         for stream, command, decider, command_id in [
             (agent, RegisterAgent("worker-1", "demo worker", ("echo",), now), AGENT, "register-worker-1"),
             (agent, BringAgentOnline("worker-1", now), AGENT, "online-worker-1"),
@@ -299,6 +301,8 @@ class Session:
 
     def _check(self, command: Command, done: subprocess.CompletedProcess[str]) -> None:
         said = f"{command.where}: `{command.text}`\nexit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        for started, _ in self.background:
+            said += f"\n--- {started.where}: `{started.text}` logged:\n{self._log(started)[-1500:]}"
         if command.error is not None:
             assert done.returncode != 0, f"expected an error: {said}"
             shown = command.error.rstrip(".").removesuffix("...")
@@ -366,9 +370,9 @@ def session(
     new_database: Callable[[], str], redis_url: str, tmp_path: Path
 ) -> Iterator[Session]:
     database_url = new_database()
-    asyncio.run(seed(database_url))
-    _clear_redis(redis_url)
     (tmp_path / "data").mkdir()
+    asyncio.run(seed(database_url, tmp_path / "data"))
+    _clear_redis(redis_url)
     (tmp_path / "work").mkdir()
     session = Session(service_env(database_url, redis_url, tmp_path / "data"), tmp_path / "work")
     try:
