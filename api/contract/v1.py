@@ -20,6 +20,8 @@ __all__ = [
     "TaskList",
     "TaskSubmission",
     "TaskView",
+    "WorkerList",
+    "WorkerView",
 ]
 
 VERSION = 1
@@ -102,6 +104,9 @@ class BulkFilter(BaseModel):
         | None
     ) = None
     priority: Priority | None = None
+    type: str | None = Field(
+        default=None, min_length=1, max_length=200, description="the task type (handler)"
+    )
     reason: str = Field(default="cancelled in bulk", min_length=1, max_length=500)
 
 
@@ -112,7 +117,8 @@ class BulkResult(BaseModel):
 
 
 class EventView(BaseModel):
-    """One event of a task's history."""
+    """One event of a stream's history, with its metadata (tenant, actor, correlation,
+    causation and trace ids)."""
 
     version: int
     position: int
@@ -120,6 +126,23 @@ class EventView(BaseModel):
     data: dict[str, Any]
     actor: str | None
     recorded_at: datetime
+    event_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class WorkerView(BaseModel):
+    """A worker (a task's assignee) and the tasks it holds now. A lease renewal is the task's
+    latest event (``TaskLeaseRenewed``), so ``last_heartbeat`` is the newest ``updated_at`` of
+    its tasks on the board."""
+
+    worker: str
+    tasks: list[str]
+    last_heartbeat: datetime
+    lease_expires_at: datetime | None
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerView]
 
 
 class ErrorBody(BaseModel):

@@ -15,7 +15,7 @@ from prometheus_client import Counter, Histogram
 from redis.asyncio import Redis
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.http import agents, audit, errors, health, records, tasks
+from api.http import agents, audit, board, console, errors, health, records, tasks
 from api.http.services import Services
 from core.settings import Settings
 from eventstore import EventStore
@@ -135,12 +135,14 @@ def create_app(
     )
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(board.router)  # before tasks: /v1/tasks/live is not a task id
     app.include_router(tasks.router)
     app.include_router(agents.agents_router)
     app.include_router(agents.streams_router)
     app.include_router(audit.router)
     app.include_router(records.conversations_router)
     app.include_router(records.runs_router)
+    console.mount(app)
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_event_bytes)
     app.add_middleware(Measured)

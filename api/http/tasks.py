@@ -224,6 +224,8 @@ def event_view(event: RecordedEvent) -> EventView:
         data=dict(event.data),
         actor=event.metadata.get("actor"),
         recorded_at=event.recorded_at,
+        event_id=str(event.event_id),
+        metadata=dict(event.metadata),
     )
 
 
@@ -335,6 +337,7 @@ async def _bulk(
                 tenant_id=principal.tenant_id,
                 status=None if flt.status is None else TaskStatus(flt.status),
                 priority=None if flt.priority is None else DomainPriority(flt.priority),
+                handler=flt.type,
                 after=after,
                 limit=500,
             )
