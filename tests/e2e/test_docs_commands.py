@@ -29,7 +29,7 @@ shares the session's environment and working directory:
 - curl runs with ``--fail-with-body`` (a ``.curlrc`` of the session): an HTTP error fails the
   command.
 
-Expected outcome: exit status 0, unless the command's comment says ``# exit N``, or, in a
+Expected outcome: exit status 0, unless the command's comment begins ``# exit N``, or, in a
 console block, its output begins with ``chronicle: error: ...``: then the status must be
 non-zero and standard error must hold that line.
 
@@ -92,7 +92,7 @@ CHRONICLE = r"(?:\S*/)?chronicle"
 LONG_RUNNING = re.compile(rf"^{CHRONICLE}\s+(?P<what>serve|up|worker|projections\s+run|snapshotter)\b")
 SERVING = {"serve", "up"}
 BENCH = re.compile(rf"^{CHRONICLE}\s+bench\b")
-EXIT = re.compile(r"\bexit (?P<status>\d+)")
+EXIT = re.compile(r"^#\s*exit (?P<status>\d+)\b")
 PORT = 8000
 COMMAND_TIMEOUT = 120.0
 
