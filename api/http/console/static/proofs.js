@@ -59,7 +59,8 @@ function splitNote(note) {
 
 async function signatureCheck(note, vkey) {
   if (!vkey) return { name: "checkpoint signature (Ed25519)", ok: null, detail: "no verifier key given" };
-  const [name, keyHash, key] = vkey.split("+");
+  const [name, keyHash, ...rest] = vkey.split("+"); // base64 may hold "+" too
+  const key = rest.join("+");
   const raw = b64(key);
   const signature = note.signatures.find((s) => s.name === name && hex(s.raw.slice(0, 4)) === keyHash);
   if (!signature || raw[0] !== 1) {
