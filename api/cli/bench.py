@@ -13,7 +13,7 @@ from api.cli.runner import print_result, run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
 
-__all__ = ["api", "append", "projections", "replay", "triad"]
+__all__ = ["api", "append", "console", "projections", "replay", "triad"]
 
 
 def append(
@@ -108,5 +108,25 @@ def api(
 
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, svc.redis_url, seconds=seconds, tasks=tasks, trials=trials)
+
+    print_result(run_with_services(work), as_json)
+
+
+def console(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    board: Annotated[int, typer.Option(help="tasks on the board")] = 1_000_000,
+    events: Annotated[int, typer.Option(help="events in the log (1,000 streams)")] = 1_000_000,
+    rounds: Annotated[int, typer.Option(help="pages asked per route")] = 200,
+) -> None:
+    """The list routes the web console pages through (tasks, filtered tasks, stream events,
+    audit events): p95 over a board and a log of a million rows each, beside the same page
+    read through asyncpg.
+
+    Example: chronicle bench console --board 100000 --events 100000 --json
+    """
+    from bench.console import run
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await run(svc.database_url, svc.redis_url, board=board, events=events, rounds=rounds)
 
     print_result(run_with_services(work), as_json)
