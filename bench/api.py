@@ -41,7 +41,7 @@ from eventstore.pg import connect
 __all__ = ["run"]
 
 ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from api.cli import app; app()"]
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 LEASE_S = 2.0
 
 

@@ -16,6 +16,7 @@ rebuilds read the archive too). Only sealed events are archived.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -102,9 +103,16 @@ async def due_streams(
 
 
 async def archive_due(
-    conn: asyncpg.Connection, *, now: datetime | None = None, batch_streams: int = 1000
+    conn: asyncpg.Connection,
+    *,
+    now: datetime | None = None,
+    batch_streams: int = 1000,
+    progress: Callable[[Archived], None] | None = None,
 ) -> list[Archived]:
-    """Archive everything every policy says is due at ``now`` (default: the present)."""
+    """Archive everything every policy says is due at ``now`` (default: the present).
+
+    ``progress`` gets the category's running totals after each batch commits.
+    """
     now = now or datetime.now(UTC)
     done = []
     for policy in await policies(conn):
@@ -112,6 +120,8 @@ async def archive_due(
         while batch := await due_streams(conn, policy, now, batch_streams):
             events += await _archive(conn, policy, now, batch)
             streams += len(batch)
+            if progress is not None:
+                progress(Archived(policy.category, streams, events))
         done.append(Archived(policy.category, streams, events))
     return done
 

@@ -10,7 +10,7 @@ floor of how fast a restarted process can serve.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ IN_FLIGHT = frozenset(
         TaskStatus.RETRY_SCHEDULED,
     }
 )
+PROGRESS_EVERY = 5000  # a call per event would cost the fold more than the bar is worth
 _GONE = frozenset({AgentStatus.UNREGISTERED, AgentStatus.DEREGISTERED})
 
 
@@ -53,8 +54,15 @@ class Recovered:
     seconds: float
 
 
-async def recover(events: EventLog, registry: EventRegistry = DOMAIN_EVENTS) -> Recovered:
-    """Fold every agent and task stream; keep the agents not deregistered and the tasks in flight."""
+async def recover(
+    events: EventLog,
+    registry: EventRegistry = DOMAIN_EVENTS,
+    progress: Callable[[int], None] | None = None,
+) -> Recovered:
+    """Fold every agent and task stream; keep the agents not deregistered and the tasks in flight.
+
+    ``progress(position)`` is called every ``PROGRESS_EVERY`` events with the last one folded.
+    """
     started = time.perf_counter()
     deciders: dict[str, Decider[Any, Any]] = {AGENT.category: AGENT, TASK.category: TASK}
     states: dict[str, Any] = {}
@@ -66,6 +74,8 @@ async def recover(events: EventLog, registry: EventRegistry = DOMAIN_EVENTS) -> 
         states[recorded.stream_id] = decider.evolve(state, read(recorded, lenient=True))
         count += 1
         position = recorded.global_position
+        if progress is not None and count % PROGRESS_EVERY == 0:
+            progress(position)
     agents = {s: a for s, a in states.items() if isinstance(a, AgentState) and a.status not in _GONE}
     tasks = {s: t for s, t in states.items() if isinstance(t, TaskState) and t.status in IN_FLIGHT}
     seconds = time.perf_counter() - started

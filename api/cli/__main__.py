@@ -1,5 +1,5 @@
 """`python -m api.cli`: the `chronicle` command, as the stack starts its processes."""
 
-from api.cli import app
+from api.cli import main
 
-app()
+main()

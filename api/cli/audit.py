@@ -64,13 +64,17 @@ def query(
         ),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="export every match to this file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON Lines: --format jsonl")] = False,
 ) -> None:
     """Audit events by actor, tenant, type, stream, category, time, correlation or cause, in log
-    order, a page at a time or exported to a file."""
+    order, a page at a time or exported to a file.
+
+    Example: chronicle audit query --actor alice --since 2026-01-01 --type TaskCompleted --json
+    """
     from eventstore.pg import close_connection, connect
 
     async def work(settings: Settings, svc: Services) -> None:
-        fmt = _format(format_, out)
+        fmt = _format(_json_format(format_, as_json), out)
         given = AuditFilter(
             actor=actor,
             tenant_id=tenant,
@@ -108,6 +112,12 @@ def parse_time(option: str, text: str | None) -> datetime | None:
     except ValueError as exc:
         raise InvalidInput(f"{option} {text!r} is not {TIME_HELP}") from exc
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _json_format(given: str | None, as_json: bool) -> str | None:
+    if as_json and given not in (None, "jsonl"):
+        raise InvalidInput(f"--json is --format jsonl; it cannot go with --format {given}")
+    return "jsonl" if as_json else given
 
 
 def _format(given: str | None, out: Path | None) -> str:

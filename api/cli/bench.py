@@ -4,16 +4,20 @@ measured in the same run."""
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
+from api.cli.progress import spinner
 from api.cli.runner import print_result, run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
 
 __all__ = ["api", "append", "console", "projections", "replay", "triad"]
+
+T = TypeVar("T")
 
 
 def append(
@@ -21,13 +25,16 @@ def append(
     duration: Annotated[float, typer.Option(help="seconds per write phase")] = 5.0,
     events: Annotated[int, typer.Option(help="events in the log for the read_all phase")] = 1_000_000,
 ) -> None:
-    """Appends and reads against raw asyncpg on the same table, in one run."""
+    """Appends and reads against raw asyncpg on the same table, in one run.
+
+    Example: chronicle bench append --duration 2 --events 100000 --json
+    """
     from bench.append import run
 
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, duration=duration, read_all_events=events)
 
-    print_result(run_with_services(work), as_json)
+    print_result(_measured("append", work), as_json)
 
 
 def replay(
@@ -35,13 +42,16 @@ def replay(
     events: Annotated[int, typer.Option(help="events in the task stream")] = 10_000,
     tasks: Annotated[int, typer.Option(help="in-flight tasks to recover")] = 10_000,
 ) -> None:
-    """Rehydration with and without snapshots, replay throughput and recovery, beside the raw read."""
+    """Rehydration with and without snapshots, replay throughput and recovery, beside the raw read.
+
+    Example: chronicle bench replay --events 1000 --tasks 1000
+    """
     from bench.replay import run
 
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, events=events, tasks=tasks)
 
-    print_result(run_with_services(work), as_json)
+    print_result(_measured("replay", work), as_json)
 
 
 def triad(
@@ -49,7 +59,10 @@ def triad(
     quick: Annotated[bool, typer.Option(help="smaller runs, for a smoke test")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda")] = "auto",
 ) -> None:
-    """Epoch boundary, packet serialisation, emission cost, rollback, flusher rate, vs targets."""
+    """Epoch boundary, packet serialisation, emission cost, rollback, flusher rate, vs targets.
+
+    Example: chronicle bench triad --quick --device cpu
+    """
     from bench.triad import run
     from eventstore import EventStore
     from eventstore.migrate import upgrade
@@ -59,7 +72,7 @@ def triad(
         async with await EventStore.connect(svc.database_url, settings) as store:
             return await run(event_log=store, device=device, quick=quick)
 
-    result = run_with_services(work)
+    result = _measured("triad", work)
     if as_json:
         typer.echo(json.dumps(result, indent=2, default=str))
         return
@@ -80,7 +93,10 @@ def projections(
     seconds: Annotated[float, typer.Option(help="seconds of traffic per lag phase")] = 20.0,
     quick: Annotated[bool, typer.Option(help="100,000 events and 5 s phases, for a smoke test")] = False,
 ) -> None:
-    """Read-model lag at 1,000 and 5,000 events/s, rebuild speed beside read_all, audit queries."""
+    """Read-model lag at 1,000 and 5,000 events/s, rebuild speed beside read_all, audit queries.
+
+    Example: chronicle bench projections --quick --json
+    """
     from bench.projections import run
 
     if quick:
@@ -89,7 +105,7 @@ def projections(
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, events=events, phase_seconds=seconds)
 
-    print_result(run_with_services(work), as_json)
+    print_result(_measured("projections", work), as_json)
 
 
 def api(
@@ -109,7 +125,7 @@ def api(
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, svc.redis_url, seconds=seconds, tasks=tasks, trials=trials)
 
-    print_result(run_with_services(work), as_json)
+    print_result(_measured("api", work), as_json)
 
 
 def console(
@@ -129,4 +145,11 @@ def console(
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
         return await run(svc.database_url, svc.redis_url, board=board, events=events, rounds=rounds)
 
-    print_result(run_with_services(work), as_json)
+    print_result(_measured("console", work), as_json)
+
+
+def _measured(name: str, work: Callable[[Settings, Services], Coroutine[Any, Any, T]]) -> T:
+    """Run a benchmark with a spinner and the time elapsed on a terminal: its phases print
+    nothing until the figures, which can take minutes."""
+    with spinner(f"chronicle bench {name}: measuring"):
+        return run_with_services(work)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from api.cli.progress import ProgressBar, progress_bar
 from api.cli.runner import run_with_services
+from core.events import RecordedEvent
 from core.settings import Settings
 from eventstore.embedded import Services
 
@@ -16,7 +19,10 @@ __all__ = ["export", "import_", "migrate"]
 
 
 def migrate() -> None:
-    """Upgrade the database schema to the newest revision."""
+    """Upgrade the database schema to the newest revision.
+
+    Example: chronicle migrate
+    """
     from eventstore.migrate import head_revision, upgrade
 
     async def work(settings: Settings, svc: Services) -> None:
@@ -29,14 +35,19 @@ def migrate() -> None:
 def import_(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSON Lines, one event a line")],
 ) -> None:
-    """Bulk-import events (COPY). Lines: {"stream_id", "type", "data", "metadata"?, "event_id"?}."""
+    """Bulk-import events (COPY). Lines: {"stream_id", "type", "data", "metadata"?, "event_id"?}.
+
+    Importing the same file again stores nothing twice.
+
+    Example: chronicle import events.jsonl
+    """
     from eventstore.log.bulk import import_jsonl
     from eventstore.migrate import upgrade
 
     async def work(settings: Settings, svc: Services) -> Any:
         await upgrade(svc.database_url)
-        with file.open(encoding="utf-8") as source:
-            return await import_jsonl(svc.database_url, source, settings.max_event_bytes)
+        with file.open(encoding="utf-8") as source, progress_bar("importing") as bar:
+            return await import_jsonl(svc.database_url, source, settings.max_event_bytes, progress=bar.update)
 
     report = run_with_services(work)
     typer.echo(f"{report.lines} lines: {report.imported} imported, {report.already_stored} already stored")
@@ -48,17 +59,35 @@ def export(
     category: Annotated[list[str] | None, typer.Option(help="only these stream categories")] = None,
     tenant: Annotated[str | None, typer.Option(help="only this tenant")] = None,
 ) -> None:
-    """Export the log as JSON Lines, in global order."""
+    """Export the log as JSON Lines, in global order.
+
+    Example: chronicle export --out log.jsonl --category task --tenant acme
+    """
     from eventstore import EventStore
     from eventstore.log.bulk import export_jsonl
 
     async def work(settings: Settings, svc: Services) -> int:
         async with await EventStore.connect(svc.database_url, settings) as store:
             events = store.read_all(from_position, categories=category, tenant_id=tenant)
-            if out is None:
-                return await export_jsonl(events, sys.stdout)
-            with out.open("w", encoding="utf-8") as sink:
-                return await export_jsonl(events, sink)
+            with progress_bar("exporting (log position)") as bar:
+                if bar.enabled:
+                    events = _reporting(events, await store.head_position(), bar)
+                if out is None:
+                    return await export_jsonl(events, sys.stdout)
+                with out.open("w", encoding="utf-8") as sink:
+                    return await export_jsonl(events, sink)
 
     count = run_with_services(work)
     typer.echo(f"exported {count} events", err=True)
+
+
+async def _reporting(
+    events: AsyncIterator[RecordedEvent], head: int, bar: ProgressBar, every: int = 1000
+) -> AsyncIterator[RecordedEvent]:
+    """The events unchanged, moving the bar to the position of every ``every``-th one."""
+    count = 0
+    async for event in events:
+        yield event
+        count += 1
+        if count % every == 0:
+            bar.update(event.global_position, head)

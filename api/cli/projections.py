@@ -6,15 +6,15 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from api.cli.progress import ProgressBar, progress_bar
 from api.cli.runner import run_with_services
 from core.errors import InvalidInput
 from core.settings import Settings
@@ -34,7 +34,10 @@ def run(
     ] = None,
 ) -> None:
     """Keep the read models current and seal the log (chains, Merkle tree, signed checkpoints)
-    until interrupted; two daemons may run, each projection is owned by one of them at a time."""
+    until interrupted; two daemons may run, each projection is owned by one of them at a time.
+
+    Example: chronicle projections run --only task_board --metrics-port 9102
+    """
     import redis.asyncio as aioredis
 
     from api.callbacks import Callbacks, load_or_create_secret
@@ -90,7 +93,10 @@ def status(
         typer.Option(help="exit 1 if a projection has failed, is not built, or lags more than this"),
     ] = None,
 ) -> None:
-    """Each projection's position, lag in events and seconds, owner, state and last failure."""
+    """Each projection's position, lag in events and seconds, owner, state and last failure.
+
+    Example: chronicle projections status --json --max-lag-seconds 5
+    """
     from eventstore.pg import connect
     from projections.catalog import PROJECTIONS
     from projections.runner.status import lagging, statuses
@@ -136,7 +142,10 @@ def _table(found: list[ProjectionStatus]) -> Table:
 
 def rebuild(name: Annotated[str, typer.Argument(help="the projection to rebuild")]) -> None:
     """Rebuild a read model into a new generation and swap it in; readers keep the old one
-    until the new one has caught up."""
+    until the new one has caught up.
+
+    Example: chronicle projections rebuild task_board
+    """
     from eventstore import EventStore
     from eventstore.migrate import upgrade
     from eventstore.pg import connect
@@ -148,8 +157,8 @@ def rebuild(name: Annotated[str, typer.Argument(help="the projection to rebuild"
         async with await EventStore.connect(svc.database_url, settings) as store:
             conn = await connect(svc.database_url, application_name=f"chronicle projections rebuild {name}")
             try:
-                with _progress_bar(name) as report:
-                    done = await rebuild_projection(store, conn, projection, progress=report)
+                with progress_bar(f"rebuilding {name}") as bar:
+                    done = await rebuild_projection(store, conn, projection, progress=_at_least_one(bar))
             finally:
                 await conn.close()
         replaced = f", replacing generation {done.replaced}" if done.replaced is not None else ""
@@ -158,22 +167,9 @@ def rebuild(name: Annotated[str, typer.Argument(help="the projection to rebuild"
     typer.echo(run_with_services(work))
 
 
-@contextlib.contextmanager
-def _progress_bar(name: str) -> Iterator[Callable[[int, int], None]]:
-    with Progress(
-        TextColumn(f"rebuilding {name}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    ) as bar:
-        task = bar.add_task(name, total=None)
-
-        def report(position: int, head: int) -> None:
-            bar.update(task, completed=position, total=max(head, 1))
-
-        yield report
+def _at_least_one(bar: ProgressBar) -> Callable[[int, int], None]:
+    """An empty log's head is 0; a bar needs a total above it."""
+    return lambda position, head: bar.update(position, max(head, 1))
 
 
 def _projection(name: str) -> Projection:

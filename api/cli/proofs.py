@@ -11,15 +11,16 @@ import asyncio
 import json
 import sys
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from api.cli.progress import progress_bar
 from api.cli.runner import run_with_services
 from core.errors import InvalidInput
-from core.proofs import NoteError, ProofError, Verifier, check, parse_verifier_key
+from core.proofs import Checked, NoteError, ProofError, Verifier, check, parse_verifier_key
 from core.settings import Settings
 from eventstore.embedded import Services
 
@@ -59,10 +60,11 @@ def prove(
         int | None, typer.Option(help="against the checkpoint of this size [default: latest]")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="write the proof here instead of standard output")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the proof is JSON either way")] = False,
 ) -> None:
     """Print a proof (JSON) that an event is in the log, or that one checkpoint extends another.
 
-    Example: chronicle audit prove 0193a1f2-...-7c1e --out proof.json
+    Example: chronicle audit prove 0193a1f2-7c1e-7d3a-9f00-2b4c6d8e0a1f --out proof.json
     """
     from eventstore.audit.proofs import consistency_document, inclusion_document
     from eventstore.pg import connect
@@ -97,10 +99,11 @@ def prove(
 def check_proof(
     proof_file: Annotated[Path, typer.Argument(help="a proof written by `chronicle audit prove`")],
     public_key: Annotated[list[str], typer.Option("--public-key", help=KEY_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
 ) -> None:
     """Verify a proof offline, with only the log's public key: no database, no server.
 
-    Example: chronicle audit check proof.json --public-key chronicle.local/log+8f2a1c3d+AQ...
+    Example: chronicle audit check proof.json --public-key chronicle.vkey
     """
     try:
         document = json.loads(proof_file.read_text())
@@ -108,7 +111,12 @@ def check_proof(
     except (OSError, json.JSONDecodeError, InvalidInput) as exc:
         _fail(f"{proof_file}: {exc}", 2)
     except ProofError as exc:
+        if as_json:
+            typer.echo(json.dumps({"verified": False, "error": str(exc)}))
         _fail(f"NOT VERIFIED: {exc}", 1)
+    if as_json:
+        typer.echo(json.dumps(_checked_json(checked)))
+        return
     signed = ", ".join(checked.signed_by)
     cp = checked.checkpoint
     if checked.event is not None:
@@ -124,6 +132,20 @@ def check_proof(
             f"verified: {cp.origin} at size {checked.old_checkpoint.size} is a prefix of the log at size "
             f"{cp.size}, both signed by {signed}"
         )
+
+
+def _checked_json(checked: Checked) -> dict[str, Any]:
+    old = checked.old_checkpoint
+    return {
+        "verified": True,
+        "kind": checked.kind,
+        "origin": checked.checkpoint.origin,
+        "size": checked.checkpoint.size,
+        "old_size": old.size if old is not None else None,
+        "signed_by": checked.signed_by,
+        "index": checked.index,
+        "event": checked.event,
+    }
 
 
 def verify(
@@ -144,7 +166,7 @@ def verify(
     """Recompute every seal from the events: stream chains, leaves, and the tree under every
     checkpoint. Reports the first broken link with its position and exits 1.
 
-    Example: chronicle audit verify --all --public-key KEY --checkpoint kept/cp-120000.note
+    Example: chronicle audit verify --all --public-key chronicle.vkey --checkpoint kept/cp-120000.note
     """
     from eventstore.audit.keys import known_verifiers
     from eventstore.audit.verify import Report, verify_log, verify_stream
@@ -164,15 +186,8 @@ def verify(
                 )
             if stream is not None:
                 return await verify_stream(conn, stream, verifiers)
-            columns = (TextColumn("verifying"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            with Progress(*columns, disable=not sys.stderr.isatty()) as progress:
-                task = progress.add_task("verify", total=None)
-                return await verify_log(
-                    conn,
-                    verifiers,
-                    trusted=trusted,
-                    progress=lambda done, total: progress.update(task, completed=done, total=total),
-                )
+            with progress_bar("verifying") as bar:
+                return await verify_log(conn, verifiers, trusted=trusted, progress=bar.update)
         finally:
             await conn.close()
 
@@ -207,10 +222,10 @@ def seal() -> None:
     """Seal every event appended so far and sign a checkpoint now (the projection daemon does
     this continuously; this is for a log with no daemon running, or before a proof).
 
-    Example: chronicle audit seal && chronicle audit prove EVENT_ID
+    Example: chronicle audit seal
     """
     from eventstore.audit.keys import load_or_create
-    from eventstore.audit.sealer import seal_batch
+    from eventstore.audit.sealer import seal_batch, unsealed_events
     from eventstore.pg import connect
 
     async def work(settings: Settings, svc: Services) -> tuple[int, int]:
@@ -218,14 +233,18 @@ def seal() -> None:
         conn = await connect(svc.database_url)
         sealed_now, size = 0, 0
         try:
-            while True:
-                sealed = await seal_batch(conn, key, checkpoint_now=True)
-                if sealed is None:  # a daemon's sealer holds the lock for one batch: a moment
-                    await asyncio.sleep(0.05)
-                    continue
-                sealed_now, size = sealed_now + sealed.events, sealed.size
-                if sealed.events == 0:
-                    return sealed_now, size
+            with progress_bar("sealing") as bar:
+                # Events appended meanwhile are sealed too: the total is where the bar starts.
+                total = await unsealed_events(conn) if bar.enabled else None
+                while True:
+                    sealed = await seal_batch(conn, key, checkpoint_now=True)
+                    if sealed is None:  # a daemon's sealer holds the lock for one batch: a moment
+                        await asyncio.sleep(0.05)
+                        continue
+                    sealed_now, size = sealed_now + sealed.events, sealed.size
+                    if sealed.events == 0:
+                        return sealed_now, size
+                    bar.update(sealed_now, max(total or 0, sealed_now) if bar.enabled else None)
         finally:
             await conn.close()
 
@@ -237,6 +256,7 @@ def seal() -> None:
 
 def checkpoint(
     size: Annotated[int | None, typer.Argument(help="the checkpoint's size [default: the latest]")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the size and the note as JSON")] = False,
 ) -> None:
     """Print a signed checkpoint (C2SP note), to keep outside the database.
 
@@ -244,26 +264,31 @@ def checkpoint(
     """
     from eventstore.pg import connect
 
-    async def work(settings: Settings, svc: Services) -> str:
+    async def work(settings: Settings, svc: Services) -> tuple[int, str]:
         conn = await connect(svc.database_url)
         try:
             if size is None:
-                note = await conn.fetchval("SELECT note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                row = await conn.fetchrow("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1")
             else:
-                note = await conn.fetchval("SELECT note FROM checkpoints WHERE size = $1", size)
+                row = await conn.fetchrow("SELECT size, note FROM checkpoints WHERE size = $1", size)
         finally:
             await conn.close()
-        if note is None:
+        if row is None:
             raise InvalidInput(
                 "no such checkpoint" if size is not None else "no checkpoint has been signed yet"
             )
-        return str(note)
+        return int(row["size"]), str(row["note"])
 
-    sys.stdout.write(run_with_services(work))
+    found, note = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps({"size": found, "note": note}))
+    else:
+        sys.stdout.write(note)
 
 
 def public_key(
     all_: Annotated[bool, typer.Option("--all", help="every key that ever signed, retired ones too")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the keys as JSON")] = False,
 ) -> None:
     """Print the log's verifier key (creating the signing key if there is none yet).
 
@@ -272,23 +297,25 @@ def public_key(
     from eventstore.audit.keys import load_or_create, register
     from eventstore.pg import connect
 
-    async def work(settings: Settings, svc: Services) -> list[str]:
+    async def work(settings: Settings, svc: Services) -> list[tuple[str, datetime | None]]:
         key = load_or_create(settings.signing_key_path, settings.log_origin)
         conn = await connect(svc.database_url)
         try:
             await register(conn, key)
             if not all_:
-                return [key.verifier_key]
+                return [(key.verifier_key, None)]
             rows = await conn.fetch("SELECT verifier_key, retired_at FROM signing_keys ORDER BY created_at")
-            return [
-                r["verifier_key"] + (f"  (retired {r['retired_at']})" if r["retired_at"] else "")
-                for r in rows
-            ]
+            return [(r["verifier_key"], r["retired_at"]) for r in rows]
         finally:
             await conn.close()
 
-    for line in run_with_services(work):
-        typer.echo(line)
+    keys = run_with_services(work)
+    if as_json:
+        shown = [{"verifier_key": k, "retired_at": r.isoformat() if r else None} for k, r in keys]
+        typer.echo(json.dumps(shown))
+        return
+    for verifier_key, retired_at in keys:
+        typer.echo(verifier_key + (f"  (retired {retired_at})" if retired_at else ""))
 
 
 def rotate_key() -> None:

@@ -44,8 +44,15 @@ def replay(
     stream: Annotated[str, typer.Argument(help="stream id, e.g. task-7f3c")],
     at: Annotated[str | None, typer.Option(help=AT_HELP)] = None,
     steps: Annotated[bool, typer.Option("--steps", help="print every event and the state after it")] = False,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="a run's epochs as JSON Lines too (other streams print JSON already)"),
+    ] = False,
 ) -> None:
-    """Show a stream's state now or at a point in time, or step through it event by event."""
+    """Show a stream's state now or at a point in time, or step through it event by event.
+
+    Example: chronicle replay task-7f3c --at 2026-01-01T12:00:00+00:00
+    """
     from eventstore import EventStore
     from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.time_travel import state_at
@@ -55,7 +62,7 @@ def replay(
         # Parsed in here so bad input gets run_with_services' one-line error, not a traceback.
         target = parse_target(at)
         if category_of(check_stream_id(stream)) == RUN:
-            await _replay_run(stream, svc.database_url, settings, target)
+            await _replay_run(stream, svc.database_url, settings, target, as_json)
             return
         decider = decider_for(stream)
         async with await EventStore.connect(svc.database_url, settings) as store:
@@ -89,7 +96,9 @@ def replay(
     run_with_services(work)
 
 
-async def _replay_run(stream: str, database_url: str, settings: Settings, target: Target | None) -> None:
+async def _replay_run(
+    stream: str, database_url: str, settings: Settings, target: Target | None, as_json: bool
+) -> None:
     """A training run has no aggregate state: show it epoch by epoch instead."""
     from rich.console import Console
 
@@ -103,15 +112,24 @@ async def _replay_run(stream: str, database_url: str, settings: Settings, target
         events = await store.read_stream(stream, to_version=target.version if target else None)
         if not events:
             await require_stream(store, stream, target)
-    Console(width=max(Console().width, 140)).print(render_run_history(run_history(events), title=stream))
+    rows = run_history(events)
+    if as_json:
+        for row in rows:
+            typer.echo(_json(dataclasses.asdict(row)))
+        return
+    Console(width=max(Console().width, 140)).print(render_run_history(rows, title=stream))
 
 
 def diff(
     stream: Annotated[str, typer.Argument(help="stream id")],
     before: Annotated[str, typer.Argument(help="the earlier point: " + AT_HELP)],
     after: Annotated[str | None, typer.Argument(help="the later point (default: now)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the changes as JSON")] = False,
 ) -> None:
-    """Show what changed in a stream's state between two points."""
+    """Show what changed in a stream's state between two points.
+
+    Example: chronicle diff task-7f3c 3 @1500
+    """
     from eventstore import EventStore
     from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.time_travel import compare
@@ -125,6 +143,9 @@ def diff(
                 result = await compare(store, snapshots, stream, first, second)
             finally:
                 await snapshots.close()
+        if as_json:
+            typer.echo(_json(dataclasses.asdict(result)))
+            return
         typer.echo(f"{stream}: version {result.before_version} -> {result.after_version}")
         for change in result.changes:
             typer.echo(f"  {change.path}: {_json(change.before)} -> {_json(change.after)}")
@@ -133,7 +154,10 @@ def diff(
 
 
 def snapshot(stream: Annotated[str, typer.Argument(help="stream id")]) -> None:
-    """Take a snapshot of a stream now (on demand), whatever the policy says."""
+    """Take a snapshot of a stream now (on demand), whatever the policy says.
+
+    Example: chronicle snapshot task-7f3c
+    """
     from eventstore import EventStore
     from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.snapshotter import take_snapshot
@@ -161,7 +185,10 @@ def snapshotter(
         float | None, typer.Option(help="snapshot after this many MiB of events [default: 10]")
     ] = None,
 ) -> None:
-    """Run the background snapshotter until interrupted (defaults: CHRONICLE_SNAPSHOTS__*)."""
+    """Run the background snapshotter until interrupted (defaults: CHRONICLE_SNAPSHOTS__*).
+
+    Example: chronicle snapshotter --every-events 500 --every-seconds 60
+    """
     from eventstore import EventStore
     from eventstore.state.snapshots import PostgresSnapshotStore
     from projections.snapshotter import Snapshotter
@@ -184,14 +211,35 @@ def snapshotter(
     run_with_services(work)
 
 
-def recover() -> None:
-    """Rebuild live agents and in-flight tasks from the log and report how long it took."""
+def recover(
+    as_json: Annotated[bool, typer.Option("--json", help="print the counts and timing as JSON")] = False,
+) -> None:
+    """Rebuild live agents and in-flight tasks from the log and report how long it took.
+
+    Example: chronicle recover --json
+    """
+    from api.cli.progress import progress_bar
     from eventstore import EventStore
     from projections.recovery import recover
 
     async def work(settings: Settings, svc: Services) -> None:
         async with await EventStore.connect(svc.database_url, settings) as store:
-            done = await recover(store)
+            head = await store.head_position()
+            with progress_bar("recovering (log position)") as bar:
+                done = await recover(store, progress=lambda position: bar.update(position, head))
+        if as_json:
+            typer.echo(
+                _json(
+                    {
+                        "agents": len(done.agents),
+                        "tasks": len(done.tasks),
+                        "events": done.events,
+                        "position": done.position,
+                        "seconds": done.seconds,
+                    }
+                )
+            )
+            return
         typer.echo(
             f"recovered {len(done.agents)} live agents and {len(done.tasks)} in-flight tasks "
             f"from {done.events} events in {done.seconds:.3f} s (log position {done.position})"

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from api.cli.progress import ProgressBar, progress_bar
 from api.cli.runner import run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
+
+if TYPE_CHECKING:
+    from eventstore.retention import Archived
 
 __all__ = ["list_policies", "remove", "run", "set_policy"]
 
@@ -44,10 +50,12 @@ def set_policy(
     typer.echo(f"{category}: streams move to the archive {keep_days} days {when}")
 
 
-def list_policies() -> None:
+def list_policies(
+    as_json: Annotated[bool, typer.Option("--json", help="print the policies as JSON")] = False,
+) -> None:
     """Show every retention policy.
 
-    Example: chronicle retention list
+    Example: chronicle retention list --json
     """
     from eventstore.pg import connect
     from eventstore.retention import Policy, policies
@@ -59,8 +67,12 @@ def list_policies() -> None:
         finally:
             await conn.close()
 
+    found = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(p) for p in found]))
+        return
     table = Table("category", "keep days", "after terminal")
-    for p in run_with_services(work):
+    for p in found:
         table.add_row(p.category, str(p.keep_days), "yes" if p.after_terminal else "no")
     Console().print(table)
 
@@ -86,7 +98,9 @@ def remove(category: Annotated[str, typer.Argument(help="the category whose poli
     typer.echo(f"{category}: no retention policy")
 
 
-def run() -> None:
+def run(
+    as_json: Annotated[bool, typer.Option("--json", help="print what moved as JSON")] = False,
+) -> None:
     """Move every stream its category's policy says is due into the archive, in batches of whole
     streams, each recorded as a StreamsArchived event. Archived streams stay readable and
     provable; only sealed events move (run the projection daemon, or `chronicle audit seal`).
@@ -94,16 +108,26 @@ def run() -> None:
     Example: chronicle retention run
     """
     from eventstore.pg import connect
-    from eventstore.retention import Archived, archive_due
+    from eventstore.retention import archive_due
 
     async def work(settings: Settings, svc: Services) -> list[Archived]:
         conn = await connect(svc.database_url, application_name="chronicle retention run")
         try:
-            return await archive_due(conn)
+            with progress_bar("archiving") as bar:
+                return await archive_due(conn, progress=lambda a: _report(bar, a))
         finally:
             await conn.close()
 
+    archived = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(a) for a in archived]))
+        return
     table = Table("category", "streams archived", "events archived")
-    for a in run_with_services(work):
+    for a in archived:
         table.add_row(a.category, f"{a.streams:,}", f"{a.events:,}")
     Console().print(table)
+
+
+def _report(bar: ProgressBar, archived: Archived) -> None:
+    """How many streams are due is not known ahead: the bar counts them, per category."""
+    bar.update(archived.streams, description=f"archiving {archived.category} ({archived.events:,} events)")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -75,10 +78,12 @@ def create_key(
     typer.echo(run_with_services(work))
 
 
-def list_keys() -> None:
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="print the keys as JSON")] = False,
+) -> None:
     """List API keys (never their secrets).
 
-    Example: chronicle keys list
+    Example: chronicle keys list --json
     """
     from eventstore.apikeys import ApiKey
     from eventstore.apikeys import list_keys as listed
@@ -91,8 +96,12 @@ def list_keys() -> None:
         finally:
             await conn.close()
 
+    keys = run_with_services(work)
+    if as_json:
+        typer.echo(json.dumps([dataclasses.asdict(k) for k in keys], default=_isoformat))
+        return
     table = Table("key id", "tenant", "actor", "scopes", "created", "revoked")
-    for k in run_with_services(work):
+    for k in keys:
         revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else ""
         table.add_row(
             k.key_id,
@@ -126,3 +135,9 @@ def revoke_key(
     if not run_with_services(work):
         raise InvalidInput(f"no live key {key_id!r}")
     typer.echo(f"revoked {key_id}")
+
+
+def _isoformat(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")

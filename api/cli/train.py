@@ -59,6 +59,8 @@ def train(
     """Train a host that grows seeds (Tolaria-Kasmina-Tamiyo), recorded in the stream run-<id>.
 
     Every decision and seed transition is an event in run-<id>; per-step metrics go to Redis.
+
+    Example: chronicle train --epochs 3 --seeds 2 --device cpu --baseline
     """
     from api.services.training import train_task
     from eventstore import EventStore

@@ -33,7 +33,14 @@ from core.proofs import Checkpoint, Frontier, leaf_hash, range_nodes, sign_note
 from eventstore.audit.keys import SigningKey, register
 from eventstore.audit.tree import fetch_nodes
 
-__all__ = ["CHECKPOINT_EVERY_EVENTS", "CHECKPOINT_EVERY_S", "SEAL_LOCK", "Sealed", "seal_batch"]
+__all__ = [
+    "CHECKPOINT_EVERY_EVENTS",
+    "CHECKPOINT_EVERY_S",
+    "SEAL_LOCK",
+    "Sealed",
+    "seal_batch",
+    "unsealed_events",
+]
 
 SEAL_LOCK = 7_291_033_452  # one sealing transaction at a time; fixed forever
 CHECKPOINT_EVERY_S = 1.0
@@ -94,6 +101,16 @@ async def seal_batch(
             checkpoint = await _checkpoint(conn, key, size, frontier.root())
         unsigned = 0 if checkpoint is not None else size - head.checkpointed
         return Sealed(len(rows), size, checkpoint, unsigned)
+
+
+async def unsealed_events(conn: asyncpg.Connection) -> int:
+    """How many events wait for a seal now: the work left for ``seal_batch``."""
+    return int(
+        await conn.fetchval(
+            """SELECT count(*) FROM events WHERE global_position >
+                      coalesce((SELECT global_position FROM seals ORDER BY leaf DESC LIMIT 1), 0)"""
+        )
+    )
 
 
 async def _head(conn: asyncpg.Connection) -> _Head:

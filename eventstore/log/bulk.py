@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -134,15 +134,25 @@ def parse_lines(lines: Iterable[str], max_event_bytes: int) -> Iterator[_Line]:
 
 
 async def import_jsonl(
-    database_url: str, source: TextIO, max_event_bytes: int, chunk_size: int = 50_000
+    database_url: str,
+    source: TextIO,
+    max_event_bytes: int,
+    chunk_size: int = 50_000,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Import a JSON Lines file; every line is validated before anything is written."""
+    """Import a JSON Lines file; every line is validated before anything is written.
+
+    ``progress(lines_written, lines)`` is called after each chunk's transaction commits.
+    """
     lines = list(parse_lines(source, max_event_bytes))
     imported = 0
     conn = await connect(database_url)
     try:
         for start in range(0, len(lines), chunk_size):
-            imported += await _import_chunk(conn, lines[start : start + chunk_size])
+            chunk = lines[start : start + chunk_size]
+            imported += await _import_chunk(conn, chunk)
+            if progress is not None:
+                progress(start + len(chunk), len(lines))
     except DRIVER_ERRORS as exc:
         raise translate(exc, "import") from exc
     finally:

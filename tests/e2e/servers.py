@@ -16,7 +16,7 @@ import httpx
 __all__ = ["CLI", "ROOT", "free_port", "service_env", "serving", "start_daemon", "stop"]
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from api.cli import app; app()"]
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 
 
 def service_env(database_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 def chronicle(*args: str, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-c", "from api.cli import app; app()", *args],
+        [sys.executable, "-c", "from api.cli import main; main()", *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,

@@ -63,7 +63,7 @@ async def test_run_keeps_the_models_current_and_stops_on_sigterm(cli_env: dict[s
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from api.cli import app; app()",
+        "from api.cli import main; main()",
         "projections",
         "run",
         env={**os.environ, **cli_env},

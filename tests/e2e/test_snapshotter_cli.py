@@ -26,7 +26,7 @@ async def _snapshotter(env: dict[str, str], *options: str) -> tuple[dict[str, An
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "from api.cli import app; app()",
+        "from api.cli import main; main()",
         "snapshotter",
         *options,
         env={**os.environ, **env},

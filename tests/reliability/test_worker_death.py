@@ -30,7 +30,7 @@ from tests.waiting import eventually
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from api.cli import app; app()"]
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 
 
 async def _flush(redis_url: str) -> None:
