@@ -44,6 +44,7 @@ READ_COMMANDS = [
     "bench triad",
     "bench projections",
     "bench api",
+    "bench console",
 ]
 
 
