@@ -23,6 +23,7 @@ from api.cli import (
     replay,
     retention,
     serve,
+    stack,
     train,
     worker,
 )
@@ -80,6 +81,7 @@ def global_options(
 
 app.command()(log.migrate)
 app.command()(demo.demo)
+app.command()(stack.up)
 app.command("import")(log.import_)
 app.command()(log.export)
 app.command()(replay.replay)

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.e2e.test_cli import chronicle
+from tests.e2e.test_cli import chronicle, sample
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,8 @@ def env(
         "CHRONICLE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "CHRONICLE_LOG_FORMAT": "json",
     }
-    chronicle("demo", env=found)
-    chronicle("demo", env=found)
+    sample(found)
+    sample(found)
     chronicle("projections", "rebuild", "audit_index", env=found)
     return found
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_cli import chronicle, cli_env  # noqa: F401 - the fixture, shared
+from tests.e2e.test_cli import chronicle, cli_env, sample  # noqa: F401 - the fixture, shared
 from tests.reliability.crash import ROOT
 from tests.waiting import eventually
 
@@ -26,7 +26,7 @@ def status(env: dict[str, str]) -> dict[str, dict[str, Any]]:
 def test_rebuild_builds_a_model_and_status_reports_it(cli_env: dict[str, str]) -> None:  # noqa: F811
     """After the demo, a rebuild makes the agent registry live at the head; status shows it
     caught up, with no owner since no daemon runs, and readiness passes for it."""
-    chronicle("demo", env=cli_env)
+    sample(cli_env)
     out = chronicle("projections", "rebuild", "agent_registry", env=cli_env).stdout
     assert out.startswith("agent_registry: generation 1 live at position ")
     found = status(cli_env)["agent_registry"]
@@ -36,7 +36,7 @@ def test_rebuild_builds_a_model_and_status_reports_it(cli_env: dict[str, str]) -
 
 def test_status_fails_readiness_while_a_model_is_not_built(cli_env: dict[str, str]) -> None:  # noqa: F811
     """--max-lag-seconds exits 1 with one line naming the projections that are not ready."""
-    chronicle("demo", env=cli_env)
+    sample(cli_env)
     result = chronicle("projections", "status", "--max-lag-seconds", "5", env=cli_env, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith("chronicle: not ready: ") and "agent_registry (not built" in result.stderr
@@ -59,7 +59,7 @@ def catalog_names() -> list[str]:
 async def test_run_keeps_the_models_current_and_stops_on_sigterm(cli_env: dict[str, str]) -> None:  # noqa: F811
     """The daemon builds every model, owns them (status names it) and exits cleanly on SIGTERM,
     releasing its leases."""
-    await asyncio.to_thread(chronicle, "demo", env=cli_env)
+    await asyncio.to_thread(sample, cli_env)
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import chronicle
+from tests.e2e.test_cli import chronicle, sample
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def env(
         "CHRONICLE_LOG_ORIGIN": "example.org/chronicle",
         "CHRONICLE_LOG_FORMAT": "json",
     }
-    chronicle("demo", env=found)
+    sample(found)
     return found
 
 
@@ -96,7 +96,7 @@ def test_prove_check_verify_and_rotate(env: dict[str, str], tmp_path: Path) -> N
     rotated = chronicle("audit", "rotate-key", env=env).stdout
     new_vkey = rotated.split("new:")[1].strip()
     assert new_vkey != vkey and vkey in rotated
-    chronicle("demo", env=env)
+    sample(env)
     assert "sealed 9 events" in chronicle("audit", "seal", env=env).stdout
     assert "verified" in chronicle("audit", "check", str(proof), "--public-key", vkey, env={}).stdout
     consistency = tmp_path / "consistency.json"

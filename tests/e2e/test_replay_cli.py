@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli import chronicle
+from tests.e2e.test_cli import chronicle, sample
 
 pytestmark = pytest.mark.integration
 
@@ -22,7 +22,7 @@ def demo(new_database: Callable[[], str], redis_url: str, tmp_path: Path) -> tup
         "CHRONICLE_DATA_DIR": str(tmp_path),
         "CHRONICLE_LOG_FORMAT": "json",
     }
-    out = chronicle("demo", env=env).stdout
+    out = sample(env).stdout
     match = re.search(r"chronicle replay (task-\S+) --steps", out)
     assert match, out
     return env, match.group(1)
