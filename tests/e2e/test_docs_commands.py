@@ -396,7 +396,9 @@ DOCS_WITH_COMMANDS = [doc for doc in DOCS if extract(doc).commands]
 def test_every_command_of_the_doc_runs(doc: Path, session: Session) -> None:
     """Each command of the document, in order, in one session, ends as the document says."""
     for command in extract(doc).commands:
+        started = time.monotonic()
         session.run(command)
+        print(f"{command.where}: {time.monotonic() - started:.1f} s")  # shown with -s, or on a failure
 
 
 def test_every_command_is_run_or_marked_with_a_reason() -> None:
