@@ -1,19 +1,26 @@
 """Bulk moves: import JSON Lines through COPY, export the log as JSON Lines.
 
-Import appends each line's event to its stream in file order (expected version ANY). It
-works in chunks; each chunk is one transaction under the append lock, so readers tailing
-the log never skip an imported event. Event ids are taken from the file, or derived from
-the line's position and content when absent, so importing the same file again, or again
-after a crash half-way, stores nothing twice.
+Import appends each line's event to its stream in file order (expected version ANY), in two
+passes over the file so that memory stays bounded by one chunk whatever the file's size. The
+first validates every line as an append would, and each stream's tenant against the
+database, and spools the encoded lines to a temporary file; nothing is written until the
+whole file is good. The second COPYs the spool into ``events`` chunk by chunk; each chunk is
+one transaction under the append lock, so readers tailing the log never skip an imported
+event. Event ids are taken from the file, or derived from the line's number and content when
+absent, so importing the same file again, or again after the process died half-way (the
+chunks committed stay, the rest is written by the next run), stores nothing twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import pickle
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import asyncpg
 import orjson
@@ -29,61 +36,27 @@ __all__ = ["ImportReport", "export_jsonl", "import_jsonl", "parse_lines"]
 _IDS = uuid.UUID("6f1d7c1e-3a52-4c4e-9d0b-5b2f8e1a7c44")
 _ANY = ExpectedVersion.ANY
 
-_STAGE = """
-CREATE TEMP TABLE chronicle_import (
-    seq integer, event_id uuid, stream_id text, event_type text, schema_version smallint,
-    data jsonb, metadata jsonb, tenant_id text
-) ON COMMIT DROP
-"""
-_STAGE_COLUMNS = [
-    "seq",
+_COLUMNS = [
     "event_id",
     "stream_id",
+    "stream_version",
     "event_type",
     "schema_version",
     "data",
     "metadata",
     "tenant_id",
 ]
-
-_MISMATCH = """
-SELECT i.stream_id, s.tenant_id AS stream_tenant, i.tenant_id
-FROM chronicle_import i JOIN streams s USING (stream_id)
-WHERE s.tenant_id IS DISTINCT FROM i.tenant_id LIMIT 1
+_STORED = "SELECT event_id FROM events WHERE event_id = ANY($1::uuid[])"
+_STREAMS = "SELECT stream_id, version, tenant_id FROM streams WHERE stream_id = ANY($1::text[])"
+# The same stream bookkeeping as chronicle_append, for every stream a chunk wrote.
+_UPSERT_STREAMS = """
+INSERT INTO streams AS s (stream_id, category, tenant_id, version)
+SELECT stream_id, split_part(stream_id, '-', 1), tenant_id, version
+FROM unnest($1::text[], $2::text[], $3::int[]) AS w(stream_id, tenant_id, version)
+ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, updated_at = now()
 """
-
-# Same numbering and stream bookkeeping as chronicle_append, set-based over the staged chunk
-# (the sealer chains and seals the events afterwards, as it does appended ones). Lines whose
-# event id is already stored are skipped (a re-import).
-_INSERT = """
-WITH fresh AS (
-    SELECT i.* FROM chronicle_import i
-    WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = i.event_id)
-),
-numbered AS (
-    SELECT f.*, coalesce(s.version, 0)
-                + row_number() OVER (PARTITION BY f.stream_id ORDER BY f.seq) AS version
-    FROM fresh f LEFT JOIN streams s USING (stream_id)
-),
-inserted AS (
-    INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version,
-                        data, metadata, tenant_id)
-    SELECT event_id, stream_id, version, event_type, schema_version, data, metadata, tenant_id
-    FROM numbered ORDER BY seq
-    RETURNING stream_id, stream_version, tenant_id
-),
-written AS (
-    SELECT stream_id, max(stream_version) AS version, min(tenant_id) AS tenant_id
-    FROM inserted GROUP BY stream_id
-),
-upserted AS (
-    INSERT INTO streams AS s (stream_id, category, tenant_id, version)
-    SELECT stream_id, split_part(stream_id, '-', 1), tenant_id, version FROM written
-    ON CONFLICT (stream_id) DO UPDATE SET version = EXCLUDED.version, updated_at = now()
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM chronicle_import)
-"""
+# One spooled record: what a line becomes once validated, everything but its stream version.
+_Record = tuple[int, uuid.UUID, str, str, int, bytes, bytes, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,48 +108,114 @@ def parse_lines(lines: Iterable[str], max_event_bytes: int) -> Iterator[_Line]:
 
 async def import_jsonl(
     database_url: str,
-    source: TextIO,
+    source: Iterable[str],
     max_event_bytes: int,
-    chunk_size: int = 50_000,
+    chunk_size: int = 20_000,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
-    """Import a JSON Lines file; every line is validated before anything is written.
+    """Import a JSON Lines file in two passes, in memory bounded by a chunk, whatever its size.
 
-    ``progress(lines_written, lines)`` is called after each chunk's transaction commits.
+    The first pass validates every line (and checks each stream's tenant against the
+    database) before anything is written, spooling the encoded lines to a temporary file
+    (about the size of the source, in TMPDIR). The second writes the spool chunk by chunk,
+    one transaction each. ``progress(lines_written, lines)`` is called after each commit.
     """
-    lines = list(parse_lines(source, max_event_bytes))
-    imported = 0
     conn = await connect(database_url)
     try:
-        for start in range(0, len(lines), chunk_size):
-            chunk = lines[start : start + chunk_size]
-            imported += await _import_chunk(conn, chunk)
-            if progress is not None:
-                progress(start + len(chunk), len(lines))
+        with tempfile.TemporaryFile() as spool:
+            lines = await _validate(conn, source, max_event_bytes, chunk_size, spool)
+            spool.seek(0)
+            imported = written = 0
+            while chunk := _next_chunk(spool):
+                imported += await _write_chunk(conn, chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(written, lines)
     except DRIVER_ERRORS as exc:
         raise translate(exc, "import") from exc
     finally:
         await close_connection(conn)
-    return ImportReport(len(lines), imported, len(lines) - imported)
+    return ImportReport(lines, imported, lines - imported)
 
 
-async def _import_chunk(conn: asyncpg.Connection, chunk: list[_Line]) -> int:
-    records = [
-        (line.seq, e.event_id, a.stream_id, e.type, e.schema_version, e.data, e.metadata, a.tenant_id)
-        for line in chunk
-        for a in (line.append,)
-        for e in a.events
-    ]
+async def _validate(
+    conn: asyncpg.Connection, source: Iterable[str], max_event_bytes: int, chunk_size: int, spool: IO[bytes]
+) -> int:
+    """Parse every line, refuse the first bad one, spool the rest; the number of lines."""
+    lines = 0
+    checked: set[str] = set()  # streams whose tenant the database agreed with
+    parsed = parse_lines(source, max_event_bytes)
+    while chunk := list(itertools.islice(parsed, chunk_size)):
+        fresh = {line.append.stream_id: line for line in chunk if line.append.stream_id not in checked}
+        for row in await conn.fetch(_STREAMS, list(fresh)):
+            line = fresh[row["stream_id"]]
+            if row["tenant_id"] != line.append.tenant_id:
+                raise InvalidInput(
+                    f"line {line.seq}: stream {row['stream_id']!r} belongs to tenant "
+                    f"{row['tenant_id']!r}, the line says {line.append.tenant_id!r}"
+                )
+        checked.update(fresh)
+        records: list[_Record] = [
+            (line.seq, e.event_id, a.stream_id, e.type, e.schema_version, e.data, e.metadata, a.tenant_id)
+            for line in chunk
+            for a in (line.append,)
+            for e in a.events
+        ]
+        pickle.dump(records, spool, protocol=pickle.HIGHEST_PROTOCOL)
+        lines += len(records)
+    return lines
+
+
+def _next_chunk(spool: IO[bytes]) -> list[_Record]:
+    try:
+        records: list[_Record] = pickle.load(spool)  # noqa: S301 - the spool this import wrote
+    except EOFError:
+        return []
+    return records
+
+
+async def _write_chunk(conn: asyncpg.Connection, chunk: list[_Record]) -> int:
+    """One transaction under the append lock, so a reader tailing the log never skips an
+    imported event: the stream versions are numbered from the streams table as it is now,
+    lines whose event id is stored already are skipped (a re-import), and the rest go in by
+    COPY in file order, so their positions follow the file."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", APPEND_LOCK)
-        await conn.execute(_STAGE)
-        await conn.copy_records_to_table("chronicle_import", records=records, columns=_STAGE_COLUMNS)
-        mismatch = await conn.fetchrow(_MISMATCH)
-        if mismatch is not None:
-            raise TenantMismatch(mismatch["stream_id"], mismatch["stream_tenant"], mismatch["tenant_id"])
-        inserted, _ = await conn.fetchrow(_INSERT)
-        await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
-    return int(inserted)
+        stored = {r[0] for r in await conn.fetch(_STORED, [r[1] for r in chunk])}
+        streams = {r[0]: r for r in await conn.fetch(_STREAMS, list({r[2] for r in chunk}))}
+        versions: dict[str, int] = {}
+        tenants: dict[str, str | None] = {}
+        rows = []
+        for _, event_id, stream_id, event_type, schema_version, data, metadata, tenant_id in chunk:
+            if event_id in stored:
+                continue
+            stored.add(event_id)  # the same id twice in a file: the second is a repeat too
+            if stream_id not in versions:
+                known = streams.get(stream_id)
+                if known is not None and known["tenant_id"] != tenant_id:
+                    raise TenantMismatch(stream_id, known["tenant_id"], tenant_id)
+                versions[stream_id] = 0 if known is None else known["version"]
+                tenants[stream_id] = tenant_id
+            versions[stream_id] += 1
+            rows.append(
+                (
+                    event_id,
+                    stream_id,
+                    versions[stream_id],
+                    event_type,
+                    schema_version,
+                    data,
+                    metadata,
+                    tenant_id,
+                )
+            )
+        if rows:
+            await conn.copy_records_to_table("events", records=rows, columns=_COLUMNS)
+            await conn.execute(
+                _UPSERT_STREAMS, list(versions), list(tenants.values()), list(versions.values())
+            )
+            await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+    return len(rows)
 
 
 def event_json(event: RecordedEvent) -> dict[str, Any]:
