@@ -15,7 +15,7 @@ from api.cli.runner import print_result, run_with_services
 from core.settings import Settings
 from eventstore.embedded import Services
 
-__all__ = ["api", "append", "console", "projections", "replay", "triad"]
+__all__ = ["api", "append", "console", "import_", "projections", "replay", "triad"]
 
 T = TypeVar("T")
 
@@ -24,14 +24,26 @@ def append(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
     duration: Annotated[float, typer.Option(help="seconds per write phase")] = 5.0,
     events: Annotated[int, typer.Option(help="events in the log for the read_all phase")] = 1_000_000,
+    log_size: Annotated[
+        str | None,
+        typer.Option(
+            help="grow the log through the importer to each of these sizes (comma-separated) and "
+            "measure appends, reads, rehydration and recovery at each, beside a small log's figures"
+        ),
+    ] = None,
 ) -> None:
     """Appends and reads against raw asyncpg on the same table, in one run.
 
     Example: chronicle bench append --duration 2 --events 100000 --json
     """
     from bench.append import run
+    from bench.scaling import scaling_figures
+
+    sizes = _sizes(log_size) if log_size else None
 
     async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        if sizes:
+            return await scaling_figures(svc.database_url, sizes, duration=duration)
         return await run(svc.database_url, duration=duration, read_all_events=events)
 
     print_result(_measured("append", work), as_json)
@@ -146,6 +158,37 @@ def console(
         return await run(svc.database_url, svc.redis_url, board=board, events=events, rounds=rounds)
 
     print_result(_measured("console", work), as_json)
+
+
+def import_(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    lines: Annotated[int, typer.Option(min=1, help="lines in the file imported")] = 2_000_000,
+) -> None:
+    """`chronicle import` of a generated JSON Lines file (about 400 bytes a line) in a process
+    of its own, with its rate and peak memory, beside raw COPY of the same rows.
+
+    Example: chronicle bench import --lines 200000 --json
+    """
+    from bench.scaling import import_figures
+
+    async def work(settings: Settings, svc: Services) -> dict[str, Any]:
+        return await import_figures(svc.database_url, lines, settings)
+
+    print_result(_measured("import", work), as_json)
+
+
+def _sizes(text: str) -> list[int]:
+    from core.errors import InvalidInput
+
+    try:
+        sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InvalidInput(
+            f"--log-size {text!r}: give event counts, comma-separated (100000,1000000)"
+        ) from exc
+    if not sizes or min(sizes) < 1:
+        raise InvalidInput(f"--log-size {text!r}: give event counts, comma-separated (100000,1000000)")
+    return sizes
 
 
 def _measured(name: str, work: Callable[[Settings, Services], Coroutine[Any, Any, T]]) -> T:

@@ -14,21 +14,12 @@ import asyncpg
 import orjson
 import pytest
 
+from bench.scaling import MEASURED
 from eventstore import EventStore, NewEvent
 from tests.e2e.servers import ROOT
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.integration
-
-# The import in a process of its own that reports its peak resident memory (KiB) on exit.
-MEASURED = (
-    "import resource, sys\n"
-    "from api.cli import main\n"
-    "try:\n"
-    "    main()\n"
-    "finally:\n"
-    "    print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
-)
 
 
 def write_lines(path: Path, count: int, streams: int = 1000, tag: str = "") -> Path:
