@@ -29,7 +29,7 @@ from typing import cast
 
 import asyncpg
 
-from core.errors import ChronicleError, StoreUnavailable
+from core.errors import ChronicleError, KeyUnavailable, StoreUnavailable
 from core.events import RecordedEvent
 from eventstore import EventStore
 from eventstore.pg import DRIVER_ERRORS, is_connection_error, translate
@@ -77,11 +77,15 @@ async def read_page(store: EventStore, projection: Projection, after: int, limit
     reading = store.read_all(
         after + 1, head, categories=projection.categories, page_size=limit, include_archived=True
     )
-    async with contextlib.aclosing(cast(AsyncGenerator[RecordedEvent, None], reading)) as stream:
-        async for event in stream:
-            events.append(event)
-            if len(events) == limit:
-                break
+    try:
+        async with contextlib.aclosing(cast(AsyncGenerator[RecordedEvent, None], reading)) as stream:
+            async for event in stream:
+                events.append(event)
+                if len(events) == limit:
+                    break
+    except KeyUnavailable as exc:  # a personal field that cannot be opened: waiting will not help
+        position = events[-1].global_position + 1 if events else after + 1
+        raise ProjectionFailed(projection.name, position, exc) from exc
     through = events[-1].global_position if len(events) == limit else head
     return Page(after, tuple(events), through, head)
 
@@ -144,6 +148,13 @@ async def _one_by_one(
 def _raise_if_connection_error(exc: Exception, projection: Projection) -> None:
     if isinstance(exc, DRIVER_ERRORS) and is_connection_error(exc):
         raise translate(exc, f"projection {projection.name}") from exc
+
+
+async def record(conn: asyncpg.Connection, generation: int, failure: ProjectionFailed) -> None:
+    """Record ``failure`` on ``generation``, so that `projections status` and /ready show it."""
+    with contextlib.suppress(*DRIVER_ERRORS):
+        error = f"{type(failure.error).__name__}: {failure.error}"
+        await state.record_failure(conn, failure.name, generation, failure.position, error)
 
 
 async def _failed(

@@ -30,7 +30,7 @@ import structlog
 from core.errors import ChronicleError
 from eventstore import EventStore
 from projections.runner import state
-from projections.runner.batches import PositionMoved, apply_page, read_page
+from projections.runner.batches import PositionMoved, ProjectionFailed, apply_page, read_page, record
 from projections.runner.connection import CUSTOM_PLANS
 from projections.runner.contract import Projection
 
@@ -88,8 +88,12 @@ async def rebuild(
         await state.ensure(conn, name, projection.version)
         generation = await state.new_rebuild_generation(conn, name, projection.version)
         log.info("projection.rebuild_started", projection=name, generation=generation)
-        applied, position = await _catch_up(store, conn, projection, generation, batch_size, progress)
-        more, position, replaced = await _swap(store, conn, projection, generation, position)
+        try:
+            applied, position = await _catch_up(store, conn, projection, generation, batch_size, progress)
+            more, position, replaced = await _swap(store, conn, projection, generation, position)
+        except ProjectionFailed as failure:  # status shows the rebuild failed, not still running
+            await record(conn, generation, failure)
+            raise
         log.info("projection.rebuilt", projection=name, generation=generation, position=position)
         await retire(conn, projection)
         return Rebuilt(name, generation, replaced, applied + more, position)

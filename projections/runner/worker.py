@@ -18,7 +18,7 @@ from core.errors import StoreUnavailable
 from eventstore import EventStore
 from eventstore.pg import DRIVER_ERRORS
 from projections.runner import state
-from projections.runner.batches import PositionMoved, apply_page, read_page
+from projections.runner.batches import PositionMoved, ProjectionFailed, apply_page, read_page, record
 from projections.runner.connection import Backoff, DedicatedConnection, as_outage
 from projections.runner.contract import Projection
 from projections.runner.metrics import BatchObserver
@@ -79,7 +79,11 @@ class LiveLoop:
     async def _step(self, generation: int, position: int) -> int:
         """Apply the next page, or wait for one; the new position."""
         seen = self._store.appends_seen
-        page = await read_page(self._store, self._projection, position, self._batch_size)
+        try:
+            page = await read_page(self._store, self._projection, position, self._batch_size)
+        except ProjectionFailed as failure:
+            await record(await self._connection.get(), generation, failure)
+            raise
         if page.through <= position:
             await self._store.wait_for_append(seen, self._poll_interval)
             return position

@@ -265,3 +265,20 @@ async def _raw_stream(conn: asyncpg.Connection, stream_id: str) -> list[Any]:
 
     rows = await conn.fetch(read_stream_sql(False), stream_id, 1, 2**31 - 1)
     return [RecordedEvent(*row) for row in rows]
+
+
+async def test_a_rebuild_that_cannot_open_an_event_is_shown_failed_not_rebuilding(
+    database_url: str, conn: asyncpg.Connection, tmp_path: Path
+) -> None:
+    """Without the master key the conversations model cannot be rebuilt: the rebuild stops,
+    and `projections status` (and /ready) say failed with the reason, instead of a rebuild
+    that stays at 0 for ever."""
+    from projections.runner.batches import ProjectionFailed
+    from projections.runner.status import statuses
+
+    settings = Settings(poll_interval=0.2, master_key_dir=tmp_path / "elsewhere")
+    async with await EventStore.connect(database_url, settings) as lost:
+        with pytest.raises(ProjectionFailed, match="KeyUnavailable"):
+            await rebuild(lost, conn, Conversations())
+    shown = {s.name: s for s in await statuses(conn)}["conversations"]
+    assert shown.state == "failed" and "KeyUnavailable" in (shown.error or ""), shown
