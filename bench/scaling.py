@@ -237,12 +237,12 @@ async def _copy_ceiling(url: str, path: Path, settings: Settings) -> float:
     versions: dict[str, int] = {}
     rows = []
     with path.open(encoding="utf-8") as source:
-        for line in parse_lines(source, settings.max_event_bytes):
-            a = line.append
-            e = a.events[0]
-            versions[a.stream_id] = versions.get(a.stream_id, 0) + 1
+        for _, event_id, stream_id, event_type, version, data, metadata, tenant in parse_lines(
+            source, settings.max_event_bytes
+        ):
+            versions[stream_id] = versions.get(stream_id, 0) + 1
             rows.append(
-                (e.event_id, a.stream_id, versions[a.stream_id], e.type, 1, e.data, e.metadata, a.tenant_id)
+                (event_id, stream_id, versions[stream_id], event_type, version, data, metadata, tenant)
             )
             if len(rows) == 2_000_000:
                 break  # enough for the rate; a larger file would not fit in memory here

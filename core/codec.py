@@ -25,7 +25,7 @@ from core.events import (
     check_stream_id,
 )
 
-__all__ = ["EncodedAppend", "EncodedEvent", "encode_append", "encode_json", "encode_multi"]
+__all__ = ["EncodedAppend", "EncodedEvent", "encode_append", "encode_event", "encode_json", "encode_multi"]
 
 # Tenant ids name row-level-security partitions and appear in the hash chain's canonical
 # bytes, so they are kept to a plain alphabet.
@@ -64,17 +64,13 @@ def encode_append(
     for event in events:
         if type(event) is not NewEvent and not isinstance(event, NewEvent):
             raise InvalidInput(f"stream {stream_id!r}: expected NewEvent, got {type(event).__name__}")
-        check_event_type(event.type)
         if event.id in seen:
             raise InvalidInput(f"stream {stream_id!r}: event id {event.id} appears twice in one append")
         seen.add(event.id)
-        if not isinstance(event.schema_version, int) or not 1 <= event.schema_version < 2**15:
-            raise InvalidInput(f"event {event.type!r}: schema_version must be an int in 1..32767")
-        data = encode_json(event.type, "data", event.data)
-        metadata = encode_json(event.type, "metadata", event.metadata)
-        if len(data) + len(metadata) > max_event_bytes:
-            raise EventTooLarge(event.type, len(data) + len(metadata), max_event_bytes)
-        tenants.add(_tenant_of(event))
+        data, metadata, tenant = encode_event(
+            event.type, event.schema_version, event.data, event.metadata, max_event_bytes
+        )
+        tenants.add(tenant)
         encoded.append(EncodedEvent(event.id, event.type, event.schema_version, data, metadata))
     if len(tenants) > 1:
         raise InvalidInput(
@@ -97,13 +93,29 @@ def encode_multi(appends: Sequence[StreamAppend], max_event_bytes: int) -> tuple
     return encoded
 
 
-def _tenant_of(event: NewEvent) -> str | None:
-    tenant = event.metadata.get("tenant_id")
+def encode_event(
+    event_type: object, schema_version: object, data: object, metadata: object, max_event_bytes: int
+) -> tuple[bytes, bytes, str | None]:
+    """One event's checks and encoding, whatever carries it (an append, an imported line):
+    (data, metadata, tenant id)."""
+    check_event_type(event_type)
+    assert isinstance(event_type, str)  # check_event_type passes only a valid str
+    if not isinstance(schema_version, int) or not 1 <= schema_version < 2**15:
+        raise InvalidInput(f"event {event_type!r}: schema_version must be an int in 1..32767")
+    encoded_data = encode_json(event_type, "data", data)
+    encoded_metadata = encode_json(event_type, "metadata", metadata)
+    if len(encoded_data) + len(encoded_metadata) > max_event_bytes:
+        raise EventTooLarge(event_type, len(encoded_data) + len(encoded_metadata), max_event_bytes)
+    return encoded_data, encoded_metadata, _tenant_of(event_type, metadata)
+
+
+def _tenant_of(event_type: str, metadata: object) -> str | None:
+    tenant = metadata.get("tenant_id") if isinstance(metadata, Mapping) else None
     if tenant is None:
         return None
     if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
         raise InvalidInput(
-            f"event {event.type!r}: metadata.tenant_id must be 1-128 letters, digits or _.:@-, got {tenant!r}"
+            f"event {event_type!r}: metadata.tenant_id must be 1-128 letters, digits or _.:@-, got {tenant!r}"
         )
     return tenant
 
