@@ -109,8 +109,10 @@ async def read_window(url: str, store: EventStore, rounds: int = 3) -> dict[str,
     async def raw() -> int:
         count, position = 0, start
         while count < WINDOW:
-            page = await conn.fetch(READ_PAGE, position, 5000)
+            page = await conn.fetch(READ_PAGE, position, min(5000, WINDOW - count))
             count += len(page)
+            if not page:
+                return count  # a log shorter than the window
             position = page[-1][3] + 1
         return count
 

@@ -143,6 +143,26 @@ def test_bench_append_prints_every_figure(cli_env: dict[str, str]) -> None:
     assert result["machine"]["postgres"]["fsync"] == "on"
 
 
+def test_bench_append_with_log_sizes_measures_each_size_beside_the_small_log(cli_env: dict[str, str]) -> None:
+    """`--log-size` grows the log through the importer and measures every figure at each size."""
+    args = ("bench", "append", "--json", "--duration", "0.1", "--log-size", "90000")
+    result = json.loads(chronicle(*args, env=cli_env).stdout)
+    assert list(result["sizes"]) == ["90000"] and result["sizes"]["90000"]["events_in_log"] >= 90_000
+    assert result["sizes"]["90000"]["fill"]["imported"] > 0  # grown through the importer
+    assert set(result["table"]) == {"small", "90000"}
+    assert len(result["targets"]) == 10 and all("at 90,000 events" in t["target"] for t in result["targets"])
+
+
+def test_bench_import_prints_its_rate_beside_copy_and_its_peak_memory(cli_env: dict[str, str]) -> None:
+    result = json.loads(chronicle("bench", "import", "--json", "--lines", "3000", env=cli_env).stdout)
+    assert result["lines"] == 3000 and result["import_events_per_s"] > 0
+    assert result["raw_copy_events_per_s"] > 0 and 0 < result["import_peak_rss_mb"] < 1000
+    assert [t["target"] for t in result["targets"]] == [
+        "import rate / raw COPY of the same rows",
+        "import peak memory for 3,000 lines (MB)",
+    ]
+
+
 def test_migrate_reaches_head_and_is_idempotent(pg_server_url: str, tmp_path: Path) -> None:
     """`chronicle migrate` brings an empty database to head, and running it again changes nothing."""
     import asyncio
