@@ -37,17 +37,25 @@ def import_(
 ) -> None:
     """Bulk-import events (COPY). Lines: {"stream_id", "type", "data", "metadata"?, "event_id"?}.
 
-    Importing the same file again stores nothing twice.
+    Every line is checked before anything is written; personal fields (MessageSent's body)
+    are sealed as an append seals them. Importing the same file again stores nothing twice.
 
     Example: chronicle import events.jsonl
     """
     from eventstore.log.bulk import import_jsonl
     from eventstore.migrate import upgrade
+    from eventstore.privacy import Privacy
 
     async def work(settings: Settings, svc: Services) -> Any:
         await upgrade(svc.database_url)
-        with file.open(encoding="utf-8") as source, progress_bar("importing") as bar:
-            return await import_jsonl(svc.database_url, source, settings.max_event_bytes, progress=bar.update)
+        privacy = await Privacy.connect(svc.database_url, settings)  # personal fields go in sealed
+        try:
+            with file.open(encoding="utf-8") as source, progress_bar("importing") as bar:
+                return await import_jsonl(
+                    svc.database_url, source, settings.max_event_bytes, progress=bar.update, privacy=privacy
+                )
+        finally:
+            await privacy.close()
 
     report = run_with_services(work)
     typer.echo(f"{report.lines} lines: {report.imported} imported, {report.already_stored} already stored")

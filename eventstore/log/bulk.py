@@ -27,9 +27,10 @@ import orjson
 
 from core.codec import encode_event
 from core.errors import InvalidInput, TenantMismatch
-from core.events import RecordedEvent, check_stream_id
+from core.events import NewEvent, RecordedEvent, check_stream_id
 from eventstore.log.wakeup import CHANNEL
 from eventstore.pg import APPEND_LOCK, DRIVER_ERRORS, close_connection, connect, translate
+from eventstore.privacy import Privacy
 
 __all__ = ["ImportReport", "export_jsonl", "import_jsonl", "parse_lines"]
 
@@ -123,6 +124,7 @@ async def import_jsonl(
     max_event_bytes: int,
     chunk_size: int = 20_000,
     progress: Callable[[int, int], None] | None = None,
+    privacy: Privacy | None = None,
 ) -> ImportReport:
     """Import a JSON Lines file in two passes, in memory bounded by a chunk, whatever its size.
 
@@ -130,11 +132,13 @@ async def import_jsonl(
     database) before anything is written, spooling the encoded lines to a temporary file
     (about the size of the source, in TMPDIR). The second writes the spool chunk by chunk,
     one transaction each. ``progress(lines_written, lines)`` is called after each commit.
+    With ``privacy``, the personal fields of the events that declare them are sealed in the
+    first pass, as an append seals them, so `chronicle forget` reaches imported data too.
     """
     conn = await connect(database_url)
     try:
         with tempfile.TemporaryFile() as spool:
-            lines = await _validate(conn, source, max_event_bytes, chunk_size, spool)
+            lines = await _validate(conn, source, max_event_bytes, chunk_size, spool, privacy)
             spool.seek(0)
             imported = written = 0
             while chunk := _next_chunk(spool):
@@ -150,7 +154,12 @@ async def import_jsonl(
 
 
 async def _validate(
-    conn: asyncpg.Connection, source: Iterable[str], max_event_bytes: int, chunk_size: int, spool: IO[bytes]
+    conn: asyncpg.Connection,
+    source: Iterable[str],
+    max_event_bytes: int,
+    chunk_size: int,
+    spool: IO[bytes],
+    privacy: Privacy | None,
 ) -> int:
     """Parse every line, refuse the first bad one, spool the rest; the number of lines."""
     lines = 0
@@ -166,9 +175,29 @@ async def _validate(
                     f"{row['tenant_id']!r}, the line says {line[7]!r}"
                 )
         checked.update(fresh)
+        if privacy is not None:
+            chunk = [
+                await _sealed(privacy, line, max_event_bytes) if privacy.declares(line[3]) else line
+                for line in chunk
+            ]
         pickle.dump(chunk, spool, protocol=pickle.HIGHEST_PROTOCOL)
         lines += len(chunk)
     return lines
+
+
+async def _sealed(privacy: Privacy, line: _Record, max_event_bytes: int) -> _Record:
+    number, event_id, stream_id, event_type, schema_version, data, metadata, _ = line
+    event = NewEvent(
+        event_type, orjson.loads(data), orjson.loads(metadata), uuid.UUID(event_id), schema_version
+    )
+    try:
+        (sealed,) = await privacy.seal([event])
+        data, metadata, tenant = encode_event(
+            event_type, schema_version, sealed.data, sealed.metadata, max_event_bytes
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(f"line {number}: {exc}") from exc
+    return (number, event_id, stream_id, event_type, schema_version, data, metadata, tenant)
 
 
 def _next_chunk(spool: IO[bytes]) -> list[_Record]:

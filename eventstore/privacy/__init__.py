@@ -55,6 +55,10 @@ class Privacy:
         if self._own_pool is not None:
             await self._own_pool.close()
 
+    def declares(self, event_type: str) -> bool:
+        """Whether events of this type carry personal fields (sealed on the way in)."""
+        return event_type in self._personal
+
     def concerns(self, events: Sequence[NewEvent]) -> bool:
         personal = self._personal
         return any(e.type in personal for e in events)

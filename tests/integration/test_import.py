@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from bench.scaling import MEASURED
+from core.settings import Settings
 from eventstore import EventStore, NewEvent
 from tests.e2e.servers import ROOT
 from tests.waiting import wait_until
@@ -37,8 +38,13 @@ def write_lines(path: Path, count: int, streams: int = 1000, tag: str = "") -> P
 
 
 def run_import(env: dict[str, str], path: Path) -> subprocess.CompletedProcess[str]:
+    return run_chronicle(env, "import", str(path))
+
+
+def run_chronicle(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`chronicle ARGS` in a process of its own, which reports its peak memory on exit."""
     return subprocess.run(
-        [sys.executable, "-c", MEASURED, "import", str(path)],
+        [sys.executable, "-c", MEASURED, *args],
         env={**os.environ, **env, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
@@ -133,3 +139,42 @@ async def test_an_import_killed_half_way_is_finished_by_the_next_with_nothing_tw
     assert {v["stream_id"]: v["version"] for v in versions} == {
         f"order-{s}": len(range(s, 100_000, 300)) for s in range(300)
     }
+
+
+async def test_imported_personal_data_is_sealed_and_can_be_forgotten(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A message body imported is stored as an envelope, read back open, and redacted once its
+    sender is forgotten, as an appended one is."""
+    line = {
+        "stream_id": "conversation-imp",
+        "type": "MessageSent",
+        "data": {
+            "conversation_id": "imp",
+            "sequence": 1,
+            "sender": "alice",
+            "recipient": "bob",
+            "body": {"text": "my address is 1 Elm Street"},
+            "at": "2026-12-01T00:00:00+00:00",
+        },
+        "metadata": {"tenant_id": "acme", "actor": "importer"},
+    }
+    path = tmp_path / "messages.jsonl"
+    path.write_bytes(orjson.dumps(line) + b"\n")
+    result = run_import(env, path)
+    assert result.returncode == 0, result.stderr
+    conn = await asyncpg.connect(env["CHRONICLE_DATABASE_URL"])
+    try:
+        stored = await conn.fetchval("SELECT data::text FROM events WHERE stream_id = 'conversation-imp'")
+    finally:
+        await conn.close()
+    assert "Elm Street" not in stored and "$personal" in stored
+    settings = Settings(data_dir=Path(env["CHRONICLE_DATA_DIR"]))
+    async with await EventStore.connect(env["CHRONICLE_DATABASE_URL"], settings) as store:
+        (event,) = await store.read_stream("conversation-imp")
+        assert event.data["body"] == {"text": "my address is 1 Elm Street"}
+    forgot = run_chronicle(env, "forget", "alice", "--tenant", "acme")
+    assert forgot.returncode == 0, forgot.stderr
+    async with await EventStore.connect(env["CHRONICLE_DATABASE_URL"], settings) as store:
+        (event,) = await store.read_stream("conversation-imp")
+        assert "Elm Street" not in orjson.dumps(event.data).decode()
