@@ -28,7 +28,11 @@ if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         allow_module_level=True,
     )
 
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver import Chrome, ChromeOptions  # noqa: E402  (only once chromium is known here)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -120,7 +124,14 @@ class ConsoleWait(WebDriverWait[Chrome]):
 
 
 def wait(driver: Chrome, seconds: float = 15) -> ConsoleWait:
-    return ConsoleWait(driver, seconds, poll_frequency=0.05)
+    """Polls until ``seconds``; an element the live board re-rendered between finding it and
+    reading it (stale) is looked up again on the next poll, as a missing one is."""
+    return ConsoleWait(
+        driver,
+        seconds,
+        poll_frequency=0.05,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+    )
 
 
 def open_view(driver: Chrome, hash_: str) -> None:
@@ -157,12 +168,17 @@ async def test_a_task_submitted_while_the_board_is_open_shows_without_a_reload(
     wait(browser).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#task-rows tr"))
     browser.execute_script("window.notReloaded = true")
     task_id = await submit(client, {"type": "sleep", "payload": {"seconds": 3}})
-    row = wait(browser, 5).until(lambda d: d.find_element(By.ID, f"task-row-{task_id}"))
-    assert "sleep" in row.text
+    wait(browser, 5).until(lambda d: "sleep" in d.find_element(By.ID, f"task-row-{task_id}").text)
     assert browser.execute_script("return window.notReloaded") is True
     # Its worker shows with a recent heartbeat while it holds the task.
-    worker = wait(browser).until(lambda d: d.find_element(By.CSS_SELECTOR, "#workers tr.worker"))
-    assert worker.get_attribute("data-worker") and "s ago" in worker.text
+    # (read inside the wait: the panel re-renders, and an element read after it may be stale)
+    name, text = wait(browser).until(
+        lambda d: (
+            (row := d.find_element(By.CSS_SELECTOR, "#workers tr.worker")).get_attribute("data-worker"),
+            row.text,
+        )
+    )
+    assert name and "s ago" in text
     screenshot(browser, "board")
     # ... and the row follows the task as it moves on (a worker claimed it: the feed saw that too).
     wait(browser, 30).until(
