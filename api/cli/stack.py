@@ -141,22 +141,37 @@ async def _create_key(database_url: str) -> str:
 
 
 async def _ready(stack: Stack, timeout_s: float) -> None:
-    """Until the API answers /ready (PostgreSQL, schema, Redis, read models) or a member exits."""
+    """Until every read model is built and the API answers /ready, or a member exits.
+
+    /ready counts the read models the database lists, and the daemon lists each only once it
+    starts on it: a /ready asked before that says 200 and turns 503 a moment later. So the
+    read models are checked by name here first."""
+    from eventstore.pg import connect
+    from projections.catalog import PROJECTIONS
+    from projections.runner.status import lagging, statuses
+
     deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=stack.url, timeout=2) as client:
-        while True:
-            for member in stack.members.values():
-                if member.process is not None and member.process.poll() is not None:
+    conn = await connect(stack.env["CHRONICLE_DATABASE_URL"])
+    try:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=2) as client:
+            while True:
+                for member in stack.members.values():
+                    if member.process is not None and member.process.poll() is not None:
+                        raise StoreUnavailable(
+                            f"{member.name} exited at start (status {member.process.returncode}); "
+                            f"see {stack.logs / (member.name + '.log')}"
+                        )
+                built = not lagging(await statuses(conn, PROJECTIONS), 60.0)
+                with contextlib.suppress(httpx.TransportError):
+                    if built and (await client.get("/ready")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
                     raise StoreUnavailable(
-                        f"{member.name} exited at start (status {member.process.returncode}); "
-                        f"see {stack.logs / (member.name + '.log')}"
+                        f"the stack did not become ready in {timeout_s:.0f} s; see {stack.logs}"
                     )
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get("/ready")).status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise StoreUnavailable(f"the API did not become ready in {timeout_s:.0f} s; see {stack.logs}")
-            await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
 
 
 @contextlib.asynccontextmanager
