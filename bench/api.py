@@ -20,13 +20,9 @@ import contextlib
 import functools
 import itertools
 import os
-import signal
-import socket
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -34,48 +30,23 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 
-from bench.common import drop_database, fresh_database, machine, percentile, summary
+from bench.common import (
+    ROOT,
+    chronicle_process,
+    drop_database,
+    free_port,
+    fresh_database,
+    machine,
+    percentile,
+    summary,
+    until_up,
+)
 from eventstore.apikeys import create_key
 from eventstore.pg import connect
 
 __all__ = ["run"]
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 LEASE_S = 2.0
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextlib.asynccontextmanager
-async def _process(env: dict[str, str], *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
-    child = await asyncio.create_subprocess_exec(
-        *CLI, *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-    )
-    try:
-        yield child
-    finally:
-        if child.returncode is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(child.wait(), 20)
-            except TimeoutError:
-                child.kill()
-                await child.wait()
-
-
-async def _until_up(url: str) -> None:
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            with contextlib.suppress(httpx.TransportError):
-                if (await client.get(f"{url}/health")).status_code == 200:
-                    return
-            await asyncio.sleep(0.1)
-    raise TimeoutError("chronicle serve did not come up")
 
 
 async def ceiling_redis(redis_url: str, seconds: float) -> dict[str, Any]:
@@ -254,7 +225,7 @@ async def submit_to_start(
 
 def _reclaim_worker(env: dict[str, str], name: str) -> contextlib.AbstractAsyncContextManager[Any]:
     lease = str(LEASE_S)
-    return _process(
+    return chronicle_process(
         env, "worker", "--name", name, "--queues", "normal", "--lease-seconds", lease, "--concurrency", "1"
     )
 
@@ -341,13 +312,17 @@ async def run(
             "raw_single_event_append_32": await ceiling_append(url, seconds),
         }
         key = await create_key(conn, "bench", "bench", ("admin",))
-        port = _port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
-        async with _process(env, "serve", "--port", str(port), "--drain-seconds", "0"):
-            await _until_up(base)
+        async with chronicle_process(env, "serve", "--port", str(port), "--drain-seconds", "0"):
+            await until_up(base)
             async with (
-                _process(env, "worker", "--name", "bench-1", "--queues", "high", "--concurrency", "16"),
-                _process(env, "worker", "--name", "bench-2", "--queues", "high", "--concurrency", "16"),
+                chronicle_process(
+                    env, "worker", "--name", "bench-1", "--queues", "high", "--concurrency", "16"
+                ),
+                chronicle_process(
+                    env, "worker", "--name", "bench-2", "--queues", "high", "--concurrency", "16"
+                ),
             ):
                 result["end_to_end"] = await end_to_end(port, key, conn, tasks)
                 result["submit_to_start"] = await submit_to_start(port, key, conn, 250.0, seconds)

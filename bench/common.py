@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import platform
+import signal
+import socket
 import statistics
 import sys
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import httpx
 
 from eventstore.migrate import upgrade
 
@@ -71,3 +78,42 @@ async def machine(url: str) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "postgres": settings,
     }
+
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from api.cli import main; main()"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.asynccontextmanager
+async def chronicle_process(env: dict[str, str], *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`chronicle ARGS` as a child process, output discarded; SIGTERM (then SIGKILL) on the way out."""
+    child = await asyncio.create_subprocess_exec(
+        *CLI, *args, env=env, cwd=ROOT, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield child
+    finally:
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(child.wait(), 20)
+            except TimeoutError:
+                child.kill()
+                await child.wait()
+
+
+async def until_up(url: str) -> None:
+    """Until `chronicle serve` at ``url`` answers /health (60 s at most)."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(600):
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get(f"{url}/health")).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise TimeoutError("chronicle serve did not come up")

@@ -17,22 +17,28 @@ the ratio is route over ceiling. Target: p95 under 300 ms for every route.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import random
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import orjson
 
-from bench.common import drop_database, fresh_database, machine, percentile
+from bench.common import (
+    ROOT,
+    chronicle_process,
+    drop_database,
+    free_port,
+    fresh_database,
+    machine,
+    percentile,
+    until_up,
+)
 from core.domain.task import TaskStatus
 from eventstore.apikeys import create_key
 from eventstore.log.reads import read_stream_sql
@@ -43,8 +49,6 @@ from projections.models.tasks import tasks
 
 __all__ = ["run"]
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-c", "from api.cli import main; main()"]
 TENANT = "bench"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STREAMS = 1000
@@ -192,31 +196,6 @@ async def _time(ask: Callable[[], Awaitable[Any]], rounds: int) -> dict[str, flo
     return {q: round(percentile(samples, n), 3) for q, n in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99))}
 
 
-async def _serve(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
-    child = await asyncio.create_subprocess_exec(
-        *CLI, "serve", "--port", str(port), "--drain-seconds", "0", env=env, cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    async with httpx.AsyncClient() as client:
-        for _ in range(600):
-            try:
-                if (await client.get(f"http://127.0.0.1:{port}/health")).status_code == 200:
-                    return child
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    child.kill()
-    raise TimeoutError("chronicle serve did not come up")
-
-
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def run(
     server_url: str,
     redis_url: str,
@@ -235,17 +214,17 @@ async def run(
         "PYTHONPATH": str(ROOT),
     }
     env["CHRONICLE_LOG_LEVEL"] = "warning"
-    server: asyncio.subprocess.Process | None = None
     try:
         result: dict[str, Any] = {"machine": await machine(url), "board": board, "events": events}
         result["fill_seconds"] = await fill(conn, board, events)
         key = await create_key(conn, TENANT, "bench", ("admin",))
-        port = _port()
-        server = await _serve(env, port)
+        port = free_port()
         headers = {"Authorization": f"Bearer {key}"}
-        async with httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30
-        ) as client:
+        async with (
+            chronicle_process(env, "serve", "--port", str(port), "--drain-seconds", "0"),
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30) as client,
+        ):
+            await until_up(f"http://127.0.0.1:{port}")
             routes = _routes(Pages(board, events, random.Random(1)), client)
             ceilings = _ceilings(Pages(board, events, random.Random(1)), conn)
             figures: dict[str, dict[str, Any]] = {}
@@ -261,9 +240,6 @@ async def run(
         ]  # fmt: skip
         return result
     finally:
-        if server is not None and server.returncode is None:
-            server.terminate()
-            await server.wait()
         await conn.close()
         if not keep:
             await drop_database(server_url, url)
